@@ -1,0 +1,83 @@
+//! Message properties: `key U+0001 value U+0002 ...` (§4.3).
+
+pub const NAME_VALUE_SEP: char = '\u{1}';
+pub const PROPERTY_SEP: char = '\u{2}';
+pub const MAX_PROPERTIES_BYTES: usize = 32767;
+
+pub const KEYS: &str = "KEYS";
+pub const TAGS: &str = "TAGS";
+pub const WAIT: &str = "WAIT";
+pub const UNIQ_KEY: &str = "UNIQ_KEY";
+pub const CLUSTER: &str = "CLUSTER";
+pub const DELAY: &str = "DELAY";
+pub const TRAN_MSG: &str = "TRAN_MSG";
+
+/// Parses leniently: with or without a trailing separator; segments without a name or value are
+/// skipped, as Java's parser does.
+pub fn parse(s: &str) -> Vec<(String, String)> {
+    s.split(PROPERTY_SEP)
+        .filter(|seg| seg.len() >= 3)
+        .filter_map(|seg| seg.split_once(NAME_VALUE_SEP))
+        .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Writes in the 4.9.1+ form, with no trailing separator.
+pub fn encode(props: &[(String, String)]) -> String {
+    let mut out = String::new();
+    for (i, (k, v)) in props.iter().enumerate() {
+        if i > 0 {
+            out.push(PROPERTY_SEP);
+        }
+        out.push_str(k);
+        out.push(NAME_VALUE_SEP);
+        out.push_str(v);
+    }
+    out
+}
+
+pub fn get<'a>(props: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    props.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+pub fn remove(props: &mut Vec<(String, String)>, key: &str) {
+    props.retain(|(k, _)| k != key);
+}
+
+pub fn set(props: &mut Vec<(String, String)>, key: &str, value: &str) {
+    remove(props, key);
+    props.push((key.to_string(), value.to_string()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn accepts_old_trailing_separator_and_new_form() {
+        let old = "TAGS\u{1}a\u{2}KEYS\u{1}k1 k2\u{2}";
+        let new = "TAGS\u{1}a\u{2}KEYS\u{1}k1 k2";
+        assert_eq!(parse(old), parse(new));
+        assert_eq!(get(&parse(new), KEYS), Some("k1 k2"));
+    }
+
+    #[test]
+    fn skips_segments_without_value() {
+        assert_eq!(parse("A\u{1}\u{2}\u{2}B\u{1}x"), vec![("B".to_string(), "x".to_string())]);
+    }
+
+    proptest! {
+        #[test]
+        fn round_trips(props in proptest::collection::vec(("[A-Za-z_]{1,10}", "[^\u{1}\u{2}]{1,20}"), 0..8)) {
+            let props: Vec<(String, String)> = props;
+            prop_assert_eq!(parse(&encode(&props)), props);
+        }
+
+        #[test]
+        fn never_panics(s in "\\PC{0,64}") {
+            let _ = parse(&s);
+        }
+    }
+}

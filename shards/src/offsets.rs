@@ -1,0 +1,106 @@
+//! Consumer offsets per group and queue (`topic@group` → queueId → next offset to consume),
+//! persisted atomically in RocketMQ's consumerOffset.json shape.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::StoreError;
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct OffsetFile {
+    #[serde(rename = "offsetTable")]
+    offset_table: BTreeMap<String, BTreeMap<String, i64>>,
+}
+
+pub struct ConsumerOffsets {
+    path: PathBuf,
+    table: BTreeMap<String, BTreeMap<i32, i64>>,
+    dirty: bool,
+}
+
+fn key(topic: &str, group: &str) -> String {
+    format!("{topic}@{group}")
+}
+
+impl ConsumerOffsets {
+    pub fn load(path: PathBuf) -> Result<Self, StoreError> {
+        let mut table = BTreeMap::new();
+        if let Some(bytes) = crate::persist::read_optional(&path)? {
+            let file: OffsetFile = serde_json::from_slice(&bytes)
+                .map_err(|e| StoreError::BadMetadata { file: path.display().to_string(), reason: e.to_string() })?;
+            for (k, queues) in file.offset_table {
+                let mut m = BTreeMap::new();
+                for (q, off) in queues {
+                    let q: i32 = q.parse().map_err(|_| StoreError::BadMetadata {
+                        file: path.display().to_string(),
+                        reason: format!("queue id `{q}` is not a number"),
+                    })?;
+                    m.insert(q, off);
+                }
+                table.insert(k, m);
+            }
+        }
+        Ok(Self { path, table, dirty: false })
+    }
+
+    pub fn commit(&mut self, group: &str, topic: &str, queue_id: i32, offset: i64) {
+        self.table.entry(key(topic, group)).or_default().insert(queue_id, offset);
+        self.dirty = true;
+    }
+
+    pub fn query(&self, group: &str, topic: &str, queue_id: i32) -> Option<i64> {
+        self.table.get(&key(topic, group)).and_then(|m| m.get(&queue_id)).copied()
+    }
+
+    pub fn remove_topic(&mut self, topic: &str) {
+        let prefix = format!("{topic}@");
+        self.table.retain(|k, _| !k.starts_with(&prefix));
+        self.dirty = true;
+    }
+
+    pub fn persist(&mut self) -> Result<(), StoreError> {
+        if !self.dirty {
+            return Ok(());
+        }
+        let file = OffsetFile {
+            offset_table: self
+                .table
+                .iter()
+                .map(|(k, m)| (k.clone(), m.iter().map(|(q, o)| (q.to_string(), *o)).collect()))
+                .collect(),
+        };
+        let json = serde_json::to_vec_pretty(&file)
+            .map_err(|e| StoreError::BadMetadata { file: self.path.display().to_string(), reason: e.to_string() })?;
+        crate::persist::write_atomic(&self.path, &json)?;
+        self.dirty = false;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_survive_a_persist_and_reload() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("consumerOffset.json");
+        let mut o = ConsumerOffsets::load(path.clone()).expect("load");
+        o.commit("G", "T", 3, 42);
+        o.persist().expect("persist");
+        let o2 = ConsumerOffsets::load(path).expect("reload");
+        assert_eq!(o2.query("G", "T", 3), Some(42));
+        assert_eq!(o2.query("G", "T", 2), None);
+    }
+
+    #[test]
+    fn a_corrupt_offsets_file_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("consumerOffset.json");
+        std::fs::write(&path, b"{not json").expect("write");
+        let err = ConsumerOffsets::load(path).err().expect("must fail");
+        assert!(err.to_string().contains("consumerOffset.json"));
+    }
+}

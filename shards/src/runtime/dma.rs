@@ -1,0 +1,143 @@
+//! Direct-I/O files (O_DIRECT through io_uring) and a seeded fault injector over them.
+//!
+//! Every commitlog write and fdatasync goes through [`DmaFile`], so tests can make any of them
+//! fail (EIO) or come up short from a seed, the way Redpanda's file sanitizer does.
+
+use std::cell::Cell;
+use std::io;
+use std::path::Path;
+use std::rc::Rc;
+
+use glommio::io::{DmaFile as GDmaFile, OpenOptions};
+
+pub const ALIGN: u64 = 4096;
+
+pub fn align_down(v: u64) -> u64 {
+    v & !(ALIGN - 1)
+}
+
+pub fn align_up(v: u64) -> u64 {
+    (v + ALIGN - 1) & !(ALIGN - 1)
+}
+
+/// A seeded schedule of injected faults, shared by every file of a store.
+#[derive(Debug)]
+pub struct FaultInjector {
+    state: Cell<u64>,
+    /// Chance per operation, in parts per thousand.
+    pub write_eio_per_mille: u32,
+    pub short_write_per_mille: u32,
+    pub sync_eio_per_mille: u32,
+    injected: Cell<u64>,
+}
+
+impl FaultInjector {
+    pub fn new(seed: u64, write_eio_per_mille: u32, short_write_per_mille: u32, sync_eio_per_mille: u32) -> Self {
+        Self {
+            state: Cell::new(seed | 1),
+            write_eio_per_mille,
+            short_write_per_mille,
+            sync_eio_per_mille,
+            injected: Cell::new(0),
+        }
+    }
+
+    fn roll(&self, per_mille: u32) -> bool {
+        // xorshift64*: deterministic per seed, no dependency.
+        let mut x = self.state.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.state.set(x);
+        let hit = (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) % 1000 < per_mille as u64;
+        if hit {
+            self.injected.set(self.injected.get() + 1);
+        }
+        hit
+    }
+
+    pub fn injected(&self) -> u64 {
+        self.injected.get()
+    }
+}
+
+fn injected_eio(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::Other, format!("injected EIO on {what}"))
+}
+
+/// A file opened for direct I/O.
+pub struct DmaFile {
+    file: GDmaFile,
+    faults: Option<Rc<FaultInjector>>,
+}
+
+impl DmaFile {
+    pub async fn open_rw(path: &Path, faults: Option<Rc<FaultInjector>>) -> io::Result<Self> {
+        let file = OpenOptions::new().read(true).write(true).create(true).dma_open(path).await.map_err(into_io)?;
+        Ok(Self { file, faults })
+    }
+
+    /// Writes `data` (length a multiple of [`ALIGN`]) at the aligned `pos`; all of it or an error.
+    pub async fn write_all_at(&self, data: &[u8], pos: u64) -> io::Result<()> {
+        debug_assert_eq!(pos % ALIGN, 0, "unaligned DMA write position");
+        debug_assert_eq!(data.len() as u64 % ALIGN, 0, "unaligned DMA write length");
+        let mut len = data.len();
+        if let Some(f) = &self.faults {
+            if f.roll(f.write_eio_per_mille) {
+                return Err(injected_eio("write"));
+            }
+            if len > ALIGN as usize && f.roll(f.short_write_per_mille) {
+                len = align_down(len as u64 / 2).max(ALIGN) as usize;
+            }
+        }
+        let mut buf = self.file.alloc_dma_buffer(len);
+        buf.as_bytes_mut().copy_from_slice(&data[..len]);
+        let written = self.file.write_at(buf, pos).await.map_err(into_io)?;
+        if written != data.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                format!("short write: {written} of {} bytes at {pos}", data.len()),
+            ));
+        }
+        Ok(())
+    }
+
+    pub async fn fdatasync(&self) -> io::Result<()> {
+        if let Some(f) = &self.faults {
+            if f.roll(f.sync_eio_per_mille) {
+                return Err(injected_eio("fdatasync"));
+            }
+        }
+        self.file.fdatasync().await.map_err(into_io)
+    }
+
+    /// Reads up to `len` bytes at any position (glommio aligns the I/O underneath).
+    pub async fn read_at(&self, pos: u64, len: usize) -> io::Result<Vec<u8>> {
+        let r = self.file.read_at(pos, len).await.map_err(into_io)?;
+        Ok(r.to_vec())
+    }
+
+    pub async fn pre_allocate(&self, size: u64) -> io::Result<()> {
+        self.file.pre_allocate(size, false).await.map_err(into_io)
+    }
+
+    pub async fn file_size(&self) -> io::Result<u64> {
+        self.file.file_size().await.map_err(into_io)
+    }
+
+    /// Frees and zeroes `[offset, offset+size)` (a torn tail must not resurface later).
+    pub async fn punch_hole(&self, offset: u64, size: u64) -> io::Result<()> {
+        self.file.deallocate(offset, size).await.map_err(into_io)
+    }
+
+    pub async fn close(self) -> io::Result<()> {
+        self.file.close().await.map_err(into_io)
+    }
+}
+
+fn into_io(e: glommio::GlommioError<()>) -> io::Error {
+    match e {
+        glommio::GlommioError::IoError(e) => e,
+        other => io::Error::other(other.to_string()),
+    }
+}

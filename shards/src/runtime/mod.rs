@@ -1,0 +1,198 @@
+//! The shard runtime: N pinned single-threaded executors joined by a channel mesh.
+//!
+//! This is the only module that names glommio's executor and channel types; the rest of the
+//! code sees [`Shard`], [`run_pool`], [`run_local`], [`spawn`] and [`dma`].
+
+pub mod dma;
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::rc::Rc;
+use std::time::Duration;
+
+use glommio::channels::channel_mesh::{MeshBuilder, Receivers, Senders};
+use glommio::{LocalExecutorBuilder, LocalExecutorPoolBuilder, Placement, PoolPlacement};
+
+/// Per-executor io_uring registered memory. The locked-memory limit on our hosts can be as low
+/// as 8 MiB for the whole process, so keep this modest; larger DMA buffers fall back to the heap.
+pub const DEFAULT_IO_MEMORY_BYTES: usize = 512 * 1024;
+const MESH_CHANNEL_CAPACITY: usize = 1024;
+
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    pub shards: usize,
+    pub io_memory_bytes: usize,
+    /// Pin each shard to its own core (production); tests on busy machines may turn it off.
+    pub pin: bool,
+    pub name: String,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self { shards: available_cores(), io_memory_bytes: DEFAULT_IO_MEMORY_BYTES, pin: true, name: "shard".into() }
+    }
+}
+
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// One shard's view of the pool: who it is, and how to reach the others.
+pub struct Shard<M: Send + 'static> {
+    id: usize,
+    count: usize,
+    senders: Senders<M>,
+    receivers: RefCell<Option<Receivers<M>>>,
+    shutdown: async_channel::Receiver<()>,
+}
+
+impl<M: Send + 'static> Shard<M> {
+    pub fn id(&self) -> usize {
+        self.id
+    }
+
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// Sends `msg` to shard `to`; waits while that shard's inbox from us is full (backpressure).
+    pub async fn send_to(&self, to: usize, msg: M) -> Result<(), M> {
+        debug_assert!(to < self.count && to != self.id, "mesh send to self or out of range");
+        self.senders.send_to(to, msg).await.map_err(|e| match e {
+            glommio::GlommioError::Closed(glommio::ResourceType::Channel(m)) => m,
+            glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(m)) => m,
+            other => panic!("mesh send failed unexpectedly: {other}"),
+        })
+    }
+
+    /// Starts one receive loop per peer, each calling `handle` for every message in arrival order.
+    pub fn serve(&self, handle: impl Fn(M) + 'static) {
+        let Some(mut receivers) = self.receivers.borrow_mut().take() else { return };
+        let handle = Rc::new(handle);
+        for (_, stream) in receivers.streams() {
+            let handle = handle.clone();
+            spawn(async move {
+                use futures_lite::StreamExt;
+                let mut stream = stream;
+                while let Some(msg) = stream.next().await {
+                    handle(msg);
+                }
+            });
+        }
+    }
+
+    /// Resolves when the pool is asked to stop.
+    pub async fn shutdown_requested(&self) {
+        let _ = self.shutdown.recv().await;
+    }
+}
+
+/// Asks every shard of a pool to stop; the shards' own futures then clean up and return.
+#[derive(Clone)]
+pub struct StopHandle(async_channel::Sender<()>);
+
+impl StopHandle {
+    pub fn stop(&self) {
+        self.0.close();
+    }
+}
+
+/// Runs `main` on every shard of a new pool and blocks until all of them return.
+/// Returns each shard's result in shard order.
+pub fn run_pool<M, G, Fut, T>(config: &RuntimeConfig, main: G) -> std::io::Result<(StopHandle, PoolJoin<T>)>
+where
+    M: Send + 'static,
+    G: Fn(Rc<Shard<M>>) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = T> + 'static,
+    T: Send + 'static,
+{
+    let shards = config.shards.max(1);
+    let mesh = MeshBuilder::full(shards, MESH_CHANNEL_CAPACITY);
+    let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
+    let placement = if config.pin { PoolPlacement::MaxSpread(shards, None) } else { PoolPlacement::Unbound(shards) };
+    let handles = LocalExecutorPoolBuilder::new(placement)
+        .name(&config.name)
+        .io_memory(config.io_memory_bytes)
+        .preempt_timer(Duration::from_millis(5))
+        .on_all_shards(move || {
+            let mesh = mesh.clone();
+            let stop_rx = stop_rx.clone();
+            let main = main.clone();
+            async move {
+                let (senders, receivers) = mesh.join().await.map_err(|_| "mesh join failed").expect("mesh");
+                let shard = Rc::new(Shard {
+                    id: senders.peer_id(),
+                    count: senders.nr_consumers(),
+                    senders,
+                    receivers: RefCell::new(Some(receivers)),
+                    shutdown: stop_rx,
+                });
+                let id = shard.id;
+                (id, main(shard).await)
+            }
+        })
+        .map_err(to_io)?;
+    Ok((StopHandle(stop_tx), PoolJoin(handles)))
+}
+
+pub struct PoolJoin<T>(glommio::PoolThreadHandles<(usize, T)>);
+
+impl<T> PoolJoin<T> {
+    /// Waits for every shard; results in shard order. A shard that panicked is an error.
+    pub fn join(self) -> std::io::Result<Vec<T>> {
+        let mut out = Vec::new();
+        for r in self.0.join_all() {
+            out.push(r.map_err(|e| std::io::Error::other(format!("shard thread failed: {e:?}")))?);
+        }
+        out.sort_by_key(|(id, _)| *id);
+        Ok(out.into_iter().map(|(_, t)| t).collect())
+    }
+}
+
+/// Runs one future on a fresh single executor (tools, tests, recovery utilities).
+pub fn run_local<G, Fut, T>(io_memory_bytes: usize, main: G) -> std::io::Result<T>
+where
+    G: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = T> + 'static,
+    T: Send + 'static,
+{
+    LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(io_memory_bytes)
+        .spawn(main)
+        .map_err(to_io)?
+        .join()
+        .map_err(|e| std::io::Error::other(format!("executor failed: {e:?}")))
+}
+
+fn to_io<E: std::fmt::Display>(e: E) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
+/// Spawns a detached task on the current shard.
+pub fn spawn<F: Future<Output = ()> + 'static>(fut: F) {
+    glommio::spawn_local(fut).detach();
+}
+
+/// Spawns a task whose result the caller awaits.
+pub fn spawn_joinable<F: Future + 'static>(fut: F) -> impl Future<Output = Option<F::Output>>
+where
+    F::Output: 'static,
+{
+    glommio::spawn_local(fut).detach()
+}
+
+pub async fn sleep(d: Duration) {
+    glommio::timer::sleep(d).await;
+}
+
+/// Runs `fut` with a deadline; `None` if it did not finish in time.
+pub async fn timeout<F: Future>(d: Duration, fut: F) -> Option<F::Output> {
+    use futures_lite::FutureExt;
+    let deadline = async {
+        sleep(d).await;
+        None
+    };
+    async { Some(fut.await) }.or(deadline).await
+}
+
+pub use glommio::net::{TcpListener, TcpStream};

@@ -1,0 +1,68 @@
+//! Configuration of one log, with RocketMQ's defaults and names.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::Duration;
+
+use crate::commitlog::FlushMode;
+use crate::runtime::dma::FaultInjector;
+
+#[derive(Debug, Clone)]
+pub struct StoreLimits {
+    /// `maxMessageSize`: 4 MiB.
+    pub max_message_size: usize,
+    /// `diskMaxUsedSpaceRatio` (percent): above it appends are refused.
+    pub disk_max_used_space_ratio: u32,
+    /// Treat the store as having this capacity instead of asking the filesystem (tests, quotas).
+    pub disk_capacity_bytes: Option<u64>,
+}
+
+impl Default for StoreLimits {
+    fn default() -> Self {
+        Self { max_message_size: 4 * 1024 * 1024, disk_max_used_space_ratio: 75, disk_capacity_bytes: None }
+    }
+}
+
+#[derive(Clone)]
+pub struct LogConfig {
+    /// The log's own directory (commitlog/, consumequeue/, index/, checkpoint, abort).
+    pub dir: PathBuf,
+    pub log_id: u16,
+    /// `mapedFileSizeCommitLog`: 1 GiB.
+    pub segment_bytes: u64,
+    pub flush_mode: FlushMode,
+    /// `flushIntervalCommitLog`: 500 ms.
+    pub flush_interval: Duration,
+    /// `syncFlushTimeout`: 5 s.
+    pub sync_flush_timeout: Duration,
+    pub tail_cache_bytes: usize,
+    pub max_pending_bytes: usize,
+    pub limits: StoreLimits,
+    pub faults: Option<Rc<FaultInjector>>,
+    pub store_host: SocketAddr,
+}
+
+impl LogConfig {
+    pub fn new(dir: PathBuf, log_id: u16) -> Self {
+        Self {
+            dir,
+            log_id,
+            segment_bytes: 1 << 30,
+            flush_mode: FlushMode::Async,
+            flush_interval: Duration::from_millis(500),
+            sync_flush_timeout: Duration::from_secs(5),
+            tail_cache_bytes: 64 << 20,
+            max_pending_bytes: 16 << 20,
+            limits: StoreLimits::default(),
+            faults: None,
+            store_host: SocketAddr::from(([127, 0, 0, 1], 10911)),
+        }
+    }
+
+    /// The log id lives in the top 16 bits of every physical offset, so a message id (store host
+    /// plus physical offset) names its log and stays unique across shards.
+    pub fn base_offset(&self) -> u64 {
+        (self.log_id as u64) << 48
+    }
+}

@@ -1,0 +1,302 @@
+//! One log: a commitlog with the consume queues, key index and consumer offsets of the queues
+//! placed on it. A shard owns one or more logs; nothing here is shared across cores.
+
+mod config;
+mod get;
+mod open;
+
+pub use config::{LogConfig, StoreLimits};
+pub use get::{GetResult, GetStatus};
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+use crate::commitlog::{Appended, CommitLog, FlushMode};
+use crate::consume_queue::{ConsumeQueue, CqEntry};
+use crate::error::StoreError;
+use crate::flush::Notify;
+use crate::index::{IndexEntry, KeyIndex};
+use crate::message::hash::tag_code;
+use crate::message::properties::{self, KEYS, TAGS, UNIQ_KEY};
+use crate::message::record::{MessageInput, MAX_TOPIC_BYTES};
+use crate::offsets::ConsumerOffsets;
+
+pub type QueueKey = (String, i32);
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// How an append ended (RocketMQ's PutMessageStatus, reduced to what we produce).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutStatus {
+    Ok,
+    /// Stored, but the fdatasync did not complete within syncFlushTimeout.
+    FlushDiskTimeout,
+}
+
+#[derive(Debug, Clone)]
+pub struct PutResult {
+    pub status: PutStatus,
+    /// (queue offset, physical offset, size) per message, in order.
+    pub appended: Vec<(u64, u64, u32)>,
+}
+
+pub struct Log {
+    pub(crate) cfg: LogConfig,
+    pub(crate) commitlog: Rc<CommitLog>,
+    pub(crate) queues: RefCell<HashMap<QueueKey, ConsumeQueue>>,
+    pub(crate) index: RefCell<KeyIndex>,
+    pub(crate) offsets: RefCell<ConsumerOffsets>,
+    /// Woken on every append, so parked pulls can re-check their queue.
+    pub arrivals: Notify,
+    pub(crate) commitlog_min: Cell<u64>,
+    pub(crate) segment_count: Cell<u64>,
+    pub(crate) crashed_before: bool,
+    pub(crate) stopped: Cell<bool>,
+}
+
+impl Log {
+    pub fn id(&self) -> u16 {
+        self.cfg.log_id
+    }
+
+    pub fn crashed_before(&self) -> bool {
+        self.crashed_before
+    }
+
+    pub fn commitlog(&self) -> &CommitLog {
+        &self.commitlog
+    }
+
+    fn queue_path(&self, topic: &str, queue_id: i32) -> PathBuf {
+        self.cfg.dir.join("consumequeue").join(topic).join(queue_id.to_string())
+    }
+
+    /// Appends messages of one queue as consecutive queue offsets (a batch is one call).
+    /// With `wait_durable` under SYNC_FLUSH, returns only after the fdatasync covering them.
+    pub async fn put(&self, msgs: &[MessageInput], wait_durable: bool) -> Result<PutResult, StoreError> {
+        if self.stopped.get() {
+            return Err(StoreError::ShuttingDown);
+        }
+        self.check_disk()?;
+        let mut total = 0usize;
+        for m in msgs {
+            validate(m, &self.cfg.limits)?;
+            total += m.encoded_len();
+        }
+        self.commitlog.reserve(total).await;
+        let store_ts = now_ms();
+        let mut appended = Vec::with_capacity(msgs.len());
+        let mut last: Option<Appended> = None;
+        {
+            let mut queues = self.queues.borrow_mut();
+            let mut index = self.index.borrow_mut();
+            for m in msgs {
+                let key = (m.topic.clone(), m.queue_id);
+                let path = self.queue_path(&m.topic, m.queue_id);
+                let cq = queues.entry(key).or_insert_with(|| ConsumeQueue::new(path));
+                let qoff = cq.max_offset();
+                let len = m.encoded_len();
+                let a = self.commitlog.append(len, |buf, phys| m.encode_into(buf, qoff as i64, phys as i64, store_ts))?;
+                let props = properties::parse(&m.properties);
+                cq.push(CqEntry { phys: a.physical_offset, size: len as u32, tag_code: tag_code(properties::get(&props, TAGS)) });
+                index_keys(&mut index, &m.topic, &props, IndexEntry { phys: a.physical_offset, size: len as u32 });
+                appended.push((qoff, a.physical_offset, len as u32));
+                last = Some(a);
+            }
+        }
+        self.arrivals.notify_all();
+        let mut status = PutStatus::Ok;
+        if let (true, FlushMode::Sync, Some(a)) = (wait_durable, self.commitlog.config().flush_mode, last) {
+            match self.commitlog.wait_durable(&a, self.cfg.sync_flush_timeout).await {
+                Ok(()) => {}
+                Err(StoreError::FlushTimeout) => status = PutStatus::FlushDiskTimeout,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(PutResult { status, appended })
+    }
+
+    /// Reads `size` bytes of one stored record.
+    pub async fn read_record(&self, phys: u64, size: u32) -> Result<Bytes, StoreError> {
+        if phys < self.commitlog_min.get() || phys + size as u64 > self.commitlog.write_pos() {
+            return Err(StoreError::NotFound(format!("no record at physical offset {phys}")));
+        }
+        self.commitlog.read(phys, size as usize).await
+    }
+
+    pub fn max_offset(&self, topic: &str, queue_id: i32) -> u64 {
+        self.queues.borrow().get(&(topic.to_string(), queue_id)).map(|q| q.max_offset()).unwrap_or(0)
+    }
+
+    pub fn min_offset(&self, topic: &str, queue_id: i32) -> u64 {
+        self.queues.borrow().get(&(topic.to_string(), queue_id)).map(|q| q.min_offset()).unwrap_or(0)
+    }
+
+    pub fn entry(&self, topic: &str, queue_id: i32, offset: u64) -> Option<CqEntry> {
+        self.queues.borrow().get(&(topic.to_string(), queue_id)).and_then(|q| q.get(offset))
+    }
+
+    pub fn queue_keys(&self) -> Vec<QueueKey> {
+        self.queues.borrow().keys().cloned().collect()
+    }
+
+    pub fn commit_offset(&self, group: &str, topic: &str, queue_id: i32, offset: i64) {
+        self.offsets.borrow_mut().commit(group, topic, queue_id, offset);
+    }
+
+    pub fn query_offset(&self, group: &str, topic: &str, queue_id: i32) -> Option<i64> {
+        self.offsets.borrow().query(group, topic, queue_id)
+    }
+
+    /// Store time of the record at `offset`, if it still exists.
+    pub async fn store_time_at(&self, topic: &str, queue_id: i32, offset: u64) -> Option<i64> {
+        let e = self.entry(topic, queue_id, offset)?;
+        let rec = self.read_record(e.phys, e.size).await.ok()?;
+        crate::message::record::store_timestamp_of(&rec)
+    }
+
+    /// SEARCH_OFFSET_BY_TIMESTAMP as 4.9 answers it: the first entry stored at or after `ts`,
+    /// else the nearer neighbour; 0 for an empty queue.
+    pub async fn search_offset_by_time(&self, topic: &str, queue_id: i32, ts: i64) -> u64 {
+        let (mut lo, mut hi) = (self.min_offset(topic, queue_id), self.max_offset(topic, queue_id));
+        if lo >= hi {
+            return 0;
+        }
+        let max = hi;
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.store_time_at(topic, queue_id, mid).await {
+                Some(t) if t < ts => lo = mid + 1,
+                Some(_) => hi = mid,
+                None => lo = mid + 1,
+            }
+        }
+        lo.min(max - 1).max(self.min_offset(topic, queue_id))
+    }
+
+    /// Records whose KEYS or UNIQ_KEY equal `key`, newest first, at most `max`.
+    pub async fn query_by_key(&self, topic: &str, key: &str, max: usize, begin_ms: i64, end_ms: i64) -> Vec<Bytes> {
+        let candidates = self.index.borrow().candidates(topic, key, self.commitlog_min.get());
+        let mut out = Vec::new();
+        for c in candidates {
+            if out.len() >= max {
+                break;
+            }
+            let Ok(rec) = self.read_record(c.phys, c.size).await else { continue };
+            let Some(r) = crate::message::record::decode(&rec) else { continue };
+            if r.topic != topic || r.store_timestamp < begin_ms || r.store_timestamp > end_ms {
+                continue;
+            }
+            let props = properties::parse(&r.properties);
+            let matches = properties::get(&props, UNIQ_KEY) == Some(key)
+                || properties::get(&props, KEYS).is_some_and(|ks| ks.split(' ').any(|k| k == key));
+            if matches {
+                out.push(rec);
+            }
+        }
+        out
+    }
+
+    pub fn remove_topic(&self, topic: &str) {
+        self.queues.borrow_mut().retain(|(t, _), _| t != topic);
+        self.offsets.borrow_mut().remove_topic(topic);
+        let _ = std::fs::remove_dir_all(self.cfg.dir.join("consumequeue").join(topic));
+    }
+
+    /// Bytes the store occupies by its own accounting (preallocated segments count in full).
+    pub fn used_bytes(&self) -> u64 {
+        self.segment_count.get() * self.cfg.segment_bytes
+    }
+
+    pub fn disk_used_ratio(&self) -> f64 {
+        match self.cfg.limits.disk_capacity_bytes {
+            Some(cap) if cap > 0 => self.used_bytes() as f64 / cap as f64,
+            _ => filesystem_used_ratio(&self.cfg.dir).unwrap_or(0.0),
+        }
+    }
+
+    fn check_disk(&self) -> Result<(), StoreError> {
+        let ratio = self.disk_used_ratio();
+        let limit = self.cfg.limits.disk_max_used_space_ratio;
+        if ratio * 100.0 > limit as f64 {
+            return Err(StoreError::DiskFull { used_ratio: ratio * 100.0, limit_percent: limit });
+        }
+        Ok(())
+    }
+
+    /// Writes consume queues, index and offsets, then a checkpoint that says how far they go.
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        let dispatched = self.commitlog.write_pos();
+        for q in self.queues.borrow_mut().values_mut() {
+            q.persist()?;
+        }
+        self.index.borrow_mut().persist()?;
+        self.offsets.borrow_mut().persist()?;
+        let cp = open::Checkpoint { durable: self.commitlog.durability.durable(), dispatched };
+        cp.write(&self.cfg.dir)
+    }
+
+    /// Periodic work: checkpoint every second, until stopped.
+    pub async fn run_checkpointer(self: Rc<Self>) {
+        while !self.stopped.get() {
+            crate::runtime::sleep(Duration::from_millis(1000)).await;
+            if let Err(e) = self.checkpoint() {
+                tracing::error!(log = self.id(), error = %e, "checkpoint failed");
+            }
+        }
+    }
+
+    /// Clean stop: flush everything, checkpoint, remove the abort marker.
+    pub async fn stop(&self) -> Result<(), StoreError> {
+        self.stopped.set(true);
+        self.commitlog.stop().await;
+        self.checkpoint()?;
+        open::remove_abort_marker(&self.cfg.dir)
+    }
+}
+
+fn index_keys(index: &mut KeyIndex, topic: &str, props: &[(String, String)], e: IndexEntry) {
+    if let Some(u) = properties::get(props, UNIQ_KEY) {
+        index.add(topic, u, e);
+    }
+    if let Some(keys) = properties::get(props, KEYS) {
+        for k in keys.split(' ').filter(|k| !k.is_empty()) {
+            index.add(topic, k, e);
+        }
+    }
+}
+
+fn validate(m: &MessageInput, limits: &StoreLimits) -> Result<(), StoreError> {
+    if m.topic.is_empty() || m.topic.len() > MAX_TOPIC_BYTES {
+        return Err(StoreError::MessageIllegal(format!("topic length {} is outside 1..=127 bytes", m.topic.len())));
+    }
+    if m.body.len() > limits.max_message_size {
+        return Err(StoreError::MessageIllegal(format!(
+            "body of {} bytes exceeds maxMessageSize {}",
+            m.body.len(),
+            limits.max_message_size
+        )));
+    }
+    if m.properties.len() > properties::MAX_PROPERTIES_BYTES {
+        return Err(StoreError::MessageIllegal(format!("properties of {} bytes exceed 32767", m.properties.len())));
+    }
+    Ok(())
+}
+
+fn filesystem_used_ratio(dir: &std::path::Path) -> Option<f64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path and `s` a properly sized out-parameter.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 || s.f_blocks == 0 {
+        return None;
+    }
+    Some(1.0 - s.f_bavail as f64 / s.f_blocks as f64)
+}

@@ -1,0 +1,4 @@
+//! rocketcore: a RocketMQ 4.x-compatible broker and NameServer, thread-per-core on io_uring.
+
+pub mod remoting;
+pub mod tuning;

@@ -12,5 +12,6 @@ if ! command -v shellcheck >/dev/null 2>&1; then
 fi
 
 shellcheck --version | sed -n '2p'
-shellcheck os.sh .ci/*.sh
+shopt -s nullglob
+shellcheck os.sh .ci/run .ci/*.sh bench/*.sh
 echo "shellcheck: ok"

@@ -15,7 +15,11 @@ pub enum StoreError {
     #[error("message illegal: {0}")]
     MessageIllegal(String),
     #[error("corrupt commitlog: {file} at offset {offset}: {reason}; valid records follow, refusing to drop them")]
-    Corruption { file: String, offset: u64, reason: String },
+    Corruption {
+        file: String,
+        offset: u64,
+        reason: String,
+    },
     #[error("disk full: {used_ratio:.1}% used exceeds diskMaxUsedSpaceRatio {limit_percent}%; appends refused until retention frees space")]
     DiskFull { used_ratio: f64, limit_percent: u32 },
     #[error("flush failed, the message was not made durable: {0}")]
@@ -32,7 +36,10 @@ pub enum StoreError {
 
 impl StoreError {
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Self::Io { context: context.into(), source }
+        Self::Io {
+            context: context.into(),
+            source,
+        }
     }
 }
 

@@ -28,8 +28,11 @@ impl ConsumerOffsets {
     pub fn load(path: PathBuf) -> Result<Self, StoreError> {
         let mut table = BTreeMap::new();
         if let Some(bytes) = crate::persist::read_optional(&path)? {
-            let file: OffsetFile = serde_json::from_slice(&bytes)
-                .map_err(|e| StoreError::BadMetadata { file: path.display().to_string(), reason: e.to_string() })?;
+            let file: OffsetFile =
+                serde_json::from_slice(&bytes).map_err(|e| StoreError::BadMetadata {
+                    file: path.display().to_string(),
+                    reason: e.to_string(),
+                })?;
             for (k, queues) in file.offset_table {
                 let mut m = BTreeMap::new();
                 for (q, off) in queues {
@@ -42,16 +45,26 @@ impl ConsumerOffsets {
                 table.insert(k, m);
             }
         }
-        Ok(Self { path, table, dirty: false })
+        Ok(Self {
+            path,
+            table,
+            dirty: false,
+        })
     }
 
     pub fn commit(&mut self, group: &str, topic: &str, queue_id: i32, offset: i64) {
-        self.table.entry(key(topic, group)).or_default().insert(queue_id, offset);
+        self.table
+            .entry(key(topic, group))
+            .or_default()
+            .insert(queue_id, offset);
         self.dirty = true;
     }
 
     pub fn query(&self, group: &str, topic: &str, queue_id: i32) -> Option<i64> {
-        self.table.get(&key(topic, group)).and_then(|m| m.get(&queue_id)).copied()
+        self.table
+            .get(&key(topic, group))
+            .and_then(|m| m.get(&queue_id))
+            .copied()
     }
 
     pub fn remove_topic(&mut self, topic: &str) {
@@ -68,11 +81,18 @@ impl ConsumerOffsets {
             offset_table: self
                 .table
                 .iter()
-                .map(|(k, m)| (k.clone(), m.iter().map(|(q, o)| (q.to_string(), *o)).collect()))
+                .map(|(k, m)| {
+                    (
+                        k.clone(),
+                        m.iter().map(|(q, o)| (q.to_string(), *o)).collect(),
+                    )
+                })
                 .collect(),
         };
-        let json = serde_json::to_vec_pretty(&file)
-            .map_err(|e| StoreError::BadMetadata { file: self.path.display().to_string(), reason: e.to_string() })?;
+        let json = serde_json::to_vec_pretty(&file).map_err(|e| StoreError::BadMetadata {
+            file: self.path.display().to_string(),
+            reason: e.to_string(),
+        })?;
         crate::persist::write_atomic(&self.path, &json)?;
         self.dirty = false;
         Ok(())

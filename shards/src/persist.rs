@@ -7,13 +7,18 @@ use crate::error::StoreError;
 
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), StoreError> {
     let ctx = |what: &str| format!("{what} {}", path.display());
-    let dir = path.parent().ok_or_else(|| StoreError::io(ctx("no parent"), std::io::ErrorKind::InvalidInput.into()))?;
+    let dir = path
+        .parent()
+        .ok_or_else(|| StoreError::io(ctx("no parent"), std::io::ErrorKind::InvalidInput.into()))?;
     std::fs::create_dir_all(dir).map_err(|e| StoreError::io(ctx("mkdir for"), e))?;
     let tmp = path.with_extension("tmp");
     {
-        let mut f = std::fs::File::create(&tmp).map_err(|e| StoreError::io(ctx("create temp for"), e))?;
-        f.write_all(contents).map_err(|e| StoreError::io(ctx("write temp for"), e))?;
-        f.sync_all().map_err(|e| StoreError::io(ctx("fsync temp for"), e))?;
+        let mut f =
+            std::fs::File::create(&tmp).map_err(|e| StoreError::io(ctx("create temp for"), e))?;
+        f.write_all(contents)
+            .map_err(|e| StoreError::io(ctx("write temp for"), e))?;
+        f.sync_all()
+            .map_err(|e| StoreError::io(ctx("fsync temp for"), e))?;
     }
     std::fs::rename(&tmp, path).map_err(|e| StoreError::io(ctx("rename onto"), e))?;
     if let Ok(d) = std::fs::File::open(dir) {

@@ -26,7 +26,11 @@ pub fn log_dir(root: &Path, log_id: u16) -> PathBuf {
 /// Log ids with a directory under `root`.
 pub fn existing_logs(root: &Path) -> Vec<u16> {
     let mut out: Vec<u16> = std::fs::read_dir(root.join("logs"))
-        .map(|rd| rd.flatten().filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok())).collect())
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
+                .collect()
+        })
         .unwrap_or_default();
     out.sort_unstable();
     out
@@ -34,7 +38,10 @@ pub fn existing_logs(root: &Path) -> Vec<u16> {
 
 /// The logs shard `shard` of `shards` serves: its primary plus older ones mapping to it.
 pub fn logs_of_shard(root: &Path, shard: usize, shards: usize) -> Vec<u16> {
-    let mut logs: Vec<u16> = existing_logs(root).into_iter().filter(|l| *l as usize % shards == shard).collect();
+    let mut logs: Vec<u16> = existing_logs(root)
+        .into_iter()
+        .filter(|l| *l as usize % shards == shard)
+        .collect();
     if !logs.contains(&(shard as u16)) {
         logs.push(shard as u16);
     }
@@ -51,19 +58,26 @@ impl Placement {
         let path = root.join(PLACEMENT_FILE);
         match crate::persist::read_optional(&path)? {
             None => Ok(Self::default()),
-            Some(b) => serde_json::from_slice(&b)
-                .map_err(|e| StoreError::BadMetadata { file: path.display().to_string(), reason: e.to_string() }),
+            Some(b) => serde_json::from_slice(&b).map_err(|e| StoreError::BadMetadata {
+                file: path.display().to_string(),
+                reason: e.to_string(),
+            }),
         }
     }
 
     pub fn save(&self, root: &Path) -> Result<(), StoreError> {
-        let json = serde_json::to_vec_pretty(self)
-            .map_err(|e| StoreError::BadMetadata { file: PLACEMENT_FILE.into(), reason: e.to_string() })?;
+        let json = serde_json::to_vec_pretty(self).map_err(|e| StoreError::BadMetadata {
+            file: PLACEMENT_FILE.into(),
+            reason: e.to_string(),
+        })?;
         crate::persist::write_atomic(&root.join(PLACEMENT_FILE), &json)
     }
 
     pub fn log_of(&self, topic: &str, queue_id: i32) -> Option<u16> {
-        self.queues.get(topic).and_then(|q| q.get(&queue_id)).copied()
+        self.queues
+            .get(topic)
+            .and_then(|q| q.get(&queue_id))
+            .copied()
     }
 
     /// Places queues `0..count` of `topic` that have no log yet, spreading them over shards.

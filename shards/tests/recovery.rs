@@ -9,7 +9,9 @@ use std::io::{Read, Seek, SeekFrom, Write};
 fn reopen_bodies(dir: &std::path::Path) -> Result<Vec<Vec<u8>>, String> {
     let dir = dir.to_path_buf();
     run(move || async move {
-        let log = Log::open(config(&dir, FlushMode::Sync)).await.map_err(|e| e.to_string())?;
+        let log = Log::open(config(&dir, FlushMode::Sync))
+            .await
+            .map_err(|e| e.to_string())?;
         let b = bodies(&log, "T").await;
         log.stop().await.map_err(|e| e.to_string())?;
         Ok(b)
@@ -24,13 +26,23 @@ fn expected(n: usize) -> Vec<Vec<u8>> {
 /// segment reads as zeros (an unwritten tail) and the abort marker stays.
 fn cut_at(dir: &std::path::Path, cut: u64, garbage: bool) {
     let path = segment_path(dir, 0);
-    let mut f = std::fs::OpenOptions::new().read(true).write(true).open(&path).expect("open segment");
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .expect("open segment");
     let len = f.metadata().expect("meta").len();
     f.seek(SeekFrom::Start(cut)).expect("seek");
-    let fill: Vec<u8> = if garbage { (0..(len - cut)).map(|i| (i * 7 + 0xF3) as u8).collect() } else { vec![0; (len - cut) as usize] };
-    f.write_all(&fill[..(len - cut).min(4096) as usize]).expect("write");
+    let fill: Vec<u8> = if garbage {
+        (0..(len - cut)).map(|i| (i * 7 + 0xF3) as u8).collect()
+    } else {
+        vec![0; (len - cut) as usize]
+    };
+    f.write_all(&fill[..(len - cut).min(4096) as usize])
+        .expect("write");
     if (len - cut) > 4096 {
-        f.write_all(&vec![0; (len - cut - 4096) as usize]).expect("zero");
+        f.write_all(&vec![0; (len - cut - 4096) as usize])
+            .expect("zero");
     }
     f.sync_all().expect("sync");
     std::fs::write(dir.join("abort"), b"").expect("abort marker");
@@ -52,13 +64,20 @@ fn given_a_torn_tail_when_recovering_should_keep_exactly_the_complete_records() 
             let dir = tempfile::tempdir().expect("tempdir");
             copy_dir(template.path(), dir.path());
             // The checkpoint must not vouch for the torn part.
-            std::fs::write(dir.path().join("checkpoint"), format!("{{\"durable\":{first_cut},\"dispatched\":0}}")).expect("cp");
+            std::fs::write(
+                dir.path().join("checkpoint"),
+                format!("{{\"durable\":{first_cut},\"dispatched\":0}}"),
+            )
+            .expect("cp");
             cut_at(dir.path(), cut, garbage);
             let complete = layout.iter().filter(|(p, s)| p + *s as u64 <= cut).count();
             let got = reopen_bodies(dir.path()).expect("recovers");
             assert_eq!(got, expected(complete), "cut at {cut} garbage={garbage}");
             // And a second recovery of the recovered store agrees (the torn bytes are gone).
-            assert_eq!(reopen_bodies(dir.path()).expect("recovers again"), expected(complete));
+            assert_eq!(
+                reopen_bodies(dir.path()).expect("recovers again"),
+                expected(complete)
+            );
             cases += 1;
         }
     }
@@ -67,7 +86,11 @@ fn given_a_torn_tail_when_recovering_should_keep_exactly_the_complete_records() 
 
 fn flip_bit_in_body(dir: &std::path::Path, rec: (u64, u32)) {
     let path = segment_path(dir, 0);
-    let mut f = std::fs::OpenOptions::new().read(true).write(true).open(&path).expect("open");
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .expect("open");
     // The body sits before the topic (1+1 bytes for "T") and the properties (2 + len bytes).
     let at = rec.0 + rec.1 as u64 - (2 + PROPS.len() as u64) - 2 - 3;
     let mut b = [0u8; 1];
@@ -95,7 +118,8 @@ fn given_a_flipped_bit_in_a_middle_record_when_recovering_should_refuse_naming_f
     let layout = layout(dir.path());
     flip_bit_in_body(dir.path(), layout[10]);
     let d = dir.path().to_path_buf();
-    let err = run(move || async move { Log::open(config(&d, FlushMode::Sync)).await.err() }).expect("must refuse");
+    let err = run(move || async move { Log::open(config(&d, FlushMode::Sync)).await.err() })
+        .expect("must refuse");
     match &err {
         StoreError::Corruption { file, offset, .. } => {
             assert!(file.ends_with("00000000000000000000"), "{file}");
@@ -104,7 +128,10 @@ fn given_a_flipped_bit_in_a_middle_record_when_recovering_should_refuse_naming_f
         other => panic!("expected corruption, got {other}"),
     }
     let text = err.to_string();
-    assert!(text.contains("00000000000000000000") && text.contains(&layout[10].0.to_string()), "{text}");
+    assert!(
+        text.contains("00000000000000000000") && text.contains(&layout[10].0.to_string()),
+        "{text}"
+    );
 }
 
 #[test]
@@ -112,7 +139,9 @@ fn given_records_across_segments_when_reopened_should_read_all_in_order() {
     let dir = tempfile::tempdir().expect("tempdir");
     let n = 3000; // ~100 bytes each over 64 KiB segments: several rolls with end blanks
     write_clean(dir.path(), n);
-    let segs = std::fs::read_dir(dir.path().join("commitlog")).expect("ls").count();
+    let segs = std::fs::read_dir(dir.path().join("commitlog"))
+        .expect("ls")
+        .count();
     assert!(segs >= 3, "expected several segments, got {segs}");
     assert_eq!(reopen_bodies(dir.path()).expect("reopen"), expected(n));
 }

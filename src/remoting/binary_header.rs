@@ -44,7 +44,11 @@ fn read_len(h: &mut &[u8], width: usize) -> Result<usize, Error> {
     if h.remaining() < width {
         return Err(Error::Binary("truncated length"));
     }
-    let len = if width == 2 { h.get_u16() as usize } else { h.get_i32() as i64 as usize };
+    let len = if width == 2 {
+        h.get_u16() as usize
+    } else {
+        h.get_i32() as i64 as usize
+    };
     if len > h.remaining() {
         return Err(Error::Binary("length runs past the header"));
     }
@@ -57,7 +61,9 @@ fn read_string(h: &mut &[u8], width: usize) -> Result<Option<String>, Error> {
     if len == 0 {
         return Ok(None);
     }
-    let s = std::str::from_utf8(&h[..len]).map_err(|_| Error::Binary("string is not UTF-8"))?.to_string();
+    let s = std::str::from_utf8(&h[..len])
+        .map_err(|_| Error::Binary("string is not UTF-8"))?
+        .to_string();
     h.advance(len);
     Ok(Some(s))
 }
@@ -71,7 +77,11 @@ pub fn encode(cmd: &RemotingCommand, out: &mut Vec<u8>) {
     let remark = cmd.remark.as_deref().unwrap_or("");
     out.put_i32(remark.len() as i32);
     out.put_slice(remark.as_bytes());
-    let ext_len: usize = cmd.ext_fields.iter().map(|(k, v)| 2 + k.len() + 4 + v.len()).sum();
+    let ext_len: usize = cmd
+        .ext_fields
+        .iter()
+        .map(|(k, v)| 2 + k.len() + 4 + v.len())
+        .sum();
     out.put_i32(ext_len as i32);
     for (k, v) in &cmd.ext_fields {
         out.put_u16(k.len() as u16);

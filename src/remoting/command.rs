@@ -32,8 +32,8 @@ impl SerializeType {
 
 /// `LanguageCode` ordinals (§1.3).
 pub const LANGUAGES: [&str; 14] = [
-    "JAVA", "CPP", "DOTNET", "PYTHON", "DELPHI", "ERLANG", "RUBY", "OTHER", "HTTP", "GO", "PHP", "OMS",
-    "RUST", "NODE_JS",
+    "JAVA", "CPP", "DOTNET", "PYTHON", "DELPHI", "ERLANG", "RUBY", "OTHER", "HTTP", "GO", "PHP",
+    "OMS", "RUST", "NODE_JS",
 ];
 
 pub const FLAG_RESPONSE: i32 = 1;
@@ -124,7 +124,10 @@ impl RemotingCommand {
     }
 
     pub fn language_name(&self) -> &'static str {
-        LANGUAGES.get(self.language as usize).copied().unwrap_or("OTHER")
+        LANGUAGES
+            .get(self.language as usize)
+            .copied()
+            .unwrap_or("OTHER")
     }
 
     // ---- typed access to extFields, with RocketMQ's leniency (§1.6) ----
@@ -170,11 +173,17 @@ pub fn parse_bool(v: &str) -> bool {
 }
 
 pub fn parse_i64(field: &'static str, v: &str) -> Result<i64, Error> {
-    v.trim().parse::<i64>().map_err(|_| Error::BadField { field, value: v.to_string() })
+    v.trim().parse::<i64>().map_err(|_| Error::BadField {
+        field,
+        value: v.to_string(),
+    })
 }
 
 pub fn parse_i32(field: &'static str, v: &str) -> Result<i32, Error> {
-    v.trim().parse::<i32>().map_err(|_| Error::BadField { field, value: v.to_string() })
+    v.trim().parse::<i32>().map_err(|_| Error::BadField {
+        field,
+        value: v.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -196,7 +205,14 @@ mod tests {
 
     #[test]
     fn booleans_parse_like_java_plus_numeric_one() {
-        for (v, want) in [("true", true), ("TRUE", true), ("1", true), ("0", false), ("false", false), ("yes", false)] {
+        for (v, want) in [
+            ("true", true),
+            ("TRUE", true),
+            ("1", true),
+            ("0", false),
+            ("false", false),
+            ("yes", false),
+        ] {
             assert_eq!(parse_bool(v), want, "{v}");
         }
     }

@@ -18,7 +18,10 @@ pub fn decode(buf: &mut BytesMut) -> Result<Option<RemotingCommand>, Error> {
     let length = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
     let length = usize::try_from(length).map_err(|_| Error::FrameTooSmall(0))?;
     if length > MAX_FRAME_BYTES {
-        return Err(Error::FrameTooLarge { length, limit: MAX_FRAME_BYTES });
+        return Err(Error::FrameTooLarge {
+            length,
+            limit: MAX_FRAME_BYTES,
+        });
     }
     if length < 4 {
         return Err(Error::FrameTooSmall(length));
@@ -33,7 +36,10 @@ pub fn decode(buf: &mut BytesMut) -> Result<Option<RemotingCommand>, Error> {
     let serialize_type = SerializeType::from_byte((ori >> 24) as u8)?;
     let header_len = (ori & 0x00FF_FFFF) as usize;
     if header_len > frame.len() {
-        return Err(Error::HeaderOverflow { header_len, frame_len: length });
+        return Err(Error::HeaderOverflow {
+            header_len,
+            frame_len: length,
+        });
     }
     let header = frame.split_to(header_len);
     let body = frame.freeze();
@@ -82,17 +88,25 @@ mod tests {
             proptest::collection::vec(any::<u8>(), 0..64),
             any::<bool>(),
         )
-            .prop_map(|(code, language, version, opaque, flag, remark, ext, body, binary)| RemotingCommand {
-                code: code as i32,
-                language,
-                version: version as i32,
-                opaque,
-                flag,
-                remark,
-                ext_fields: ext,
-                body: Bytes::from(body),
-                serialize_type: if binary { SerializeType::RocketMq } else { SerializeType::Json },
-            })
+            .prop_map(
+                |(code, language, version, opaque, flag, remark, ext, body, binary)| {
+                    RemotingCommand {
+                        code: code as i32,
+                        language,
+                        version: version as i32,
+                        opaque,
+                        flag,
+                        remark,
+                        ext_fields: ext,
+                        body: Bytes::from(body),
+                        serialize_type: if binary {
+                            SerializeType::RocketMq
+                        } else {
+                            SerializeType::Json
+                        },
+                    }
+                },
+            )
     }
 
     proptest! {
@@ -134,7 +148,10 @@ mod tests {
         buf.put_i32(8);
         buf.put_u32(100);
         buf.put_u32(0);
-        assert!(matches!(decode(&mut buf), Err(Error::HeaderOverflow { .. })));
+        assert!(matches!(
+            decode(&mut buf),
+            Err(Error::HeaderOverflow { .. })
+        ));
     }
 
     #[test]
@@ -142,6 +159,9 @@ mod tests {
         let mut buf = BytesMut::new();
         buf.put_i32(4);
         buf.put_u32(7 << 24);
-        assert!(matches!(decode(&mut buf), Err(Error::UnknownSerializeType(7))));
+        assert!(matches!(
+            decode(&mut buf),
+            Err(Error::UnknownSerializeType(7))
+        ));
     }
 }

@@ -12,13 +12,20 @@ const OTHER_LANGUAGE: u8 = 7;
 /// `language` as a name or an ordinal, numeric fields as numbers or numeric strings.
 pub fn decode(header: &[u8], body: Bytes) -> Result<RemotingCommand, Error> {
     let value: Value = serde_json::from_slice(header).map_err(|e| Error::Json(e.to_string()))?;
-    let obj = value.as_object().ok_or_else(|| Error::Json("header is not a JSON object".into()))?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| Error::Json("header is not a JSON object".into()))?;
     let code = int_field(obj.get("code"), "code")?.ok_or(Error::MissingField { field: "code" })?;
     let language = match obj.get("language") {
-        Some(Value::String(name)) => {
-            LANGUAGES.iter().position(|l| l == name).map(|p| p as u8).unwrap_or(OTHER_LANGUAGE)
-        }
-        Some(Value::Number(n)) => n.as_u64().and_then(|n| u8::try_from(n).ok()).unwrap_or(OTHER_LANGUAGE),
+        Some(Value::String(name)) => LANGUAGES
+            .iter()
+            .position(|l| l == name)
+            .map(|p| p as u8)
+            .unwrap_or(OTHER_LANGUAGE),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .and_then(|n| u8::try_from(n).ok())
+            .unwrap_or(OTHER_LANGUAGE),
         _ => OTHER_LANGUAGE,
     };
     let remark = match obj.get("remark") {
@@ -59,11 +66,22 @@ fn int_field(v: Option<&Value>, field: &'static str) -> Result<Option<i64>, Erro
             .as_i64()
             .filter(|n| i32::try_from(*n).is_ok() || *n <= u32::MAX as i64)
             .map(Some)
-            .ok_or_else(|| Error::BadField { field, value: n.to_string() }),
-        Some(Value::String(s)) => {
-            s.trim().parse::<i64>().map(Some).map_err(|_| Error::BadField { field, value: s.clone() })
-        }
-        Some(other) => Err(Error::BadField { field, value: other.to_string() }),
+            .ok_or_else(|| Error::BadField {
+                field,
+                value: n.to_string(),
+            }),
+        Some(Value::String(s)) => s
+            .trim()
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| Error::BadField {
+                field,
+                value: s.clone(),
+            }),
+        Some(other) => Err(Error::BadField {
+            field,
+            value: other.to_string(),
+        }),
     }
 }
 
@@ -112,7 +130,9 @@ pub fn push_str(out: &mut Vec<u8>, s: &str) {
             '\n' => out.extend_from_slice(b"\\n"),
             '\r' => out.extend_from_slice(b"\\r"),
             '\t' => out.extend_from_slice(b"\\t"),
-            c if (c as u32) < 0x20 => out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes()),
+            c if (c as u32) < 0x20 => {
+                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes())
+            }
             c => {
                 let mut buf = [0u8; 4];
                 out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
@@ -139,7 +159,9 @@ mod tests {
 
     #[test]
     fn given_numbers_and_booleans_in_ext_fields_should_read_them_as_text() {
-        let c = dec(r#"{"code":"11","language":9,"extFields":{"queueId":3,"batch":true,"x":null},"opaque":-5}"#);
+        let c = dec(
+            r#"{"code":"11","language":9,"extFields":{"queueId":3,"batch":true,"x":null},"opaque":-5}"#,
+        );
         assert_eq!(c.code, 11);
         assert_eq!(c.language_name(), "GO");
         assert_eq!(c.field("queueId"), Some("3"));
@@ -150,7 +172,10 @@ mod tests {
 
     #[test]
     fn given_an_unknown_language_name_should_decode_as_other() {
-        assert_eq!(dec(r#"{"code":1,"language":"KOTLIN"}"#).language_name(), "OTHER");
+        assert_eq!(
+            dec(r#"{"code":1,"language":"KOTLIN"}"#).language_name(),
+            "OTHER"
+        );
     }
 
     #[test]
@@ -173,8 +198,14 @@ mod tests {
 
     #[test]
     fn missing_code_is_an_error_not_a_panic() {
-        assert!(matches!(decode(b"{}", Bytes::new()), Err(Error::MissingField { .. })));
+        assert!(matches!(
+            decode(b"{}", Bytes::new()),
+            Err(Error::MissingField { .. })
+        ));
         assert!(matches!(decode(b"[1]", Bytes::new()), Err(Error::Json(_))));
-        assert!(matches!(decode(b"{\"code\":{}}", Bytes::new()), Err(Error::BadField { .. })));
+        assert!(matches!(
+            decode(b"{\"code\":{}}", Bytes::new()),
+            Err(Error::BadField { .. })
+        ));
     }
 }

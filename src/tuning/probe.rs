@@ -78,7 +78,7 @@ fn mem_total_kb(root: &Path) -> u64 {
     for line in text.lines() {
         let mut words = line.split_whitespace();
         if words.next() == Some("MemTotal:") {
-            if let Some(v) = words.next().and_then(|v| to_plain_number(v)) {
+            if let Some(v) = words.next().and_then(to_plain_number) {
                 return v;
             }
         }

@@ -86,16 +86,34 @@ pub struct Appended {
 impl CommitLog {
     /// Opens a log whose valid data ends at `end` (found by recovery); `tail_page` holds the bytes
     /// from `align_down(end)` to `end` so the partial page can be rewritten.
-    pub fn new(cfg: CommitLogConfig, end: u64, tail_page: Vec<u8>, faults: Option<Rc<FaultInjector>>) -> Rc<Self> {
-        debug_assert_eq!(tail_page.len() as u64, end - align_down(end).max(cfg.base_offset));
+    pub fn new(
+        cfg: CommitLogConfig,
+        end: u64,
+        tail_page: Vec<u8>,
+        faults: Option<Rc<FaultInjector>>,
+    ) -> Rc<Self> {
+        debug_assert_eq!(
+            tail_page.len() as u64,
+            end - align_down(end).max(cfg.base_offset)
+        );
         let segment_start = segment::segment_start(&cfg, end);
         let mut regions = VecDeque::new();
         if !tail_page.is_empty() {
-            regions.push_back(Region { segment_start, base: align_down(end), data: tail_page, sealed: false });
+            regions.push_back(Region {
+                segment_start,
+                base: align_down(end),
+                data: tail_page,
+                sealed: false,
+            });
         }
         Rc::new(Self {
             segments: Segments::new(cfg.dir.clone(), faults),
-            state: RefCell::new(WriteState { write_pos: end, regions, tail: VecDeque::new(), tail_bytes: 0 }),
+            state: RefCell::new(WriteState {
+                write_pos: end,
+                regions,
+                tail: VecDeque::new(),
+                tail_bytes: 0,
+            }),
             durability: Durability::new(end),
             cfg,
             flush_requested: Notify::default(),
@@ -130,10 +148,17 @@ impl CommitLog {
 
     /// Appends one record of `len` bytes, written by `encode` given its physical offset.
     /// Rolls to the next segment (writing the end-of-segment blank) when it does not fit.
-    pub fn append(&self, len: usize, encode: impl FnOnce(&mut Vec<u8>, u64)) -> Result<Appended, StoreError> {
+    pub fn append(
+        &self,
+        len: usize,
+        encode: impl FnOnce(&mut Vec<u8>, u64),
+    ) -> Result<Appended, StoreError> {
         let seg = self.cfg.segment_bytes;
         if len as u64 + 8 > seg {
-            return Err(StoreError::RecordTooLarge { size: len, limit: seg as usize - 8 });
+            return Err(StoreError::RecordTooLarge {
+                size: len,
+                limit: seg as usize - 8,
+            });
         }
         let mut st = self.state.borrow_mut();
         let mut seg_start = segment::segment_start(&self.cfg, st.write_pos);
@@ -150,8 +175,16 @@ impl CommitLog {
         let region = region_for(&mut st, seg_start);
         let before = region.data.len();
         encode(&mut region.data, phys);
-        debug_assert_eq!(region.data.len() - before, len, "record encoded to a different length");
-        debug_assert_eq!(region.base + before as u64, phys, "record does not start at the write position");
+        debug_assert_eq!(
+            region.data.len() - before,
+            len,
+            "record encoded to a different length"
+        );
+        debug_assert_eq!(
+            region.base + before as u64,
+            phys,
+            "record does not start at the write position"
+        );
         st.write_pos += len as u64;
         let end = st.write_pos;
         let pending: usize = st.regions.iter().map(|r| r.data.len()).sum();
@@ -159,7 +192,11 @@ impl CommitLog {
         if self.cfg.flush_mode == FlushMode::Sync || pending >= self.cfg.flush_threshold_bytes {
             self.flush_requested.notify_all();
         }
-        Ok(Appended { physical_offset: phys, end, since: self.durability.attempt_seq() })
+        Ok(Appended {
+            physical_offset: phys,
+            end,
+            since: self.durability.attempt_seq(),
+        })
     }
 
     /// Waits until `a` is durable (SYNC_FLUSH), failing if the flush covering it failed.
@@ -192,7 +229,11 @@ impl CommitLog {
             if self.cfg.flush_mode == FlushMode::Async && !stopping {
                 // Let appends coalesce until the interval ends or the buffer fills.
                 if self.pending_bytes() < self.cfg.flush_threshold_bytes {
-                    crate::runtime::timeout(self.cfg.flush_interval, self.flush_requested.notified()).await;
+                    crate::runtime::timeout(
+                        self.cfg.flush_interval,
+                        self.flush_requested.notified(),
+                    )
+                    .await;
                 }
             }
             if let Err(e) = self.flush_once().await {
@@ -212,20 +253,29 @@ impl CommitLog {
     pub async fn flush_once(&self) -> Result<(), StoreError> {
         let (end, jobs) = {
             let st = self.state.borrow();
-            let jobs: Vec<(u64, u64, usize, bool)> =
-                st.regions.iter().map(|r| (r.segment_start, r.base, r.data.len(), r.sealed)).collect();
+            let jobs: Vec<(u64, u64, usize, bool)> = st
+                .regions
+                .iter()
+                .map(|r| (r.segment_start, r.base, r.data.len(), r.sealed))
+                .collect();
             (st.write_pos, jobs)
         };
         for (segment_start, base, len, sealed) in jobs {
-            let file = match self.segments.file(segment_start, self.cfg.segment_bytes).await {
+            let file = match self
+                .segments
+                .file(segment_start, self.cfg.segment_bytes)
+                .await
+            {
                 Ok(f) => f,
-                Err(e) => return Err(self.fail(end, e.into())),
+                Err(e) => return Err(self.fail(end, e)),
             };
             let padded = align_up(len as u64) as usize;
             let mut buf = vec![0u8; padded];
             {
                 let st = self.state.borrow();
-                let Some(r) = st.regions.iter().find(|r| r.segment_start == segment_start) else { continue };
+                let Some(r) = st.regions.iter().find(|r| r.segment_start == segment_start) else {
+                    continue;
+                };
                 buf[..len].copy_from_slice(&r.data[..len]);
             }
             let pos = base - segment_start;
@@ -235,9 +285,21 @@ impl CommitLog {
             }
             .await;
             if let Err(e) = result {
-                return Err(self.fail(end, StoreError::Io { context: format!("segment {segment_start}"), source: e }));
+                return Err(self.fail(
+                    end,
+                    StoreError::Io {
+                        context: format!("segment {segment_start}"),
+                        source: e,
+                    },
+                ));
             }
-            self.finish_region(segment_start, base, len, sealed, Bytes::from(buf).slice(..len));
+            self.finish_region(
+                segment_start,
+                base,
+                len,
+                sealed,
+                Bytes::from(buf).slice(..len),
+            );
         }
         self.durability.flushed_ok(end);
         self.pending_freed.notify_all();
@@ -250,9 +312,20 @@ impl CommitLog {
     }
 
     /// Drops the written pages of a region, keeping a partial last page, and caches the bytes.
-    fn finish_region(&self, segment_start: u64, base: u64, len: usize, sealed: bool, written: Bytes) {
+    fn finish_region(
+        &self,
+        segment_start: u64,
+        base: u64,
+        len: usize,
+        sealed: bool,
+        written: Bytes,
+    ) {
         let mut st = self.state.borrow_mut();
-        if let Some(idx) = st.regions.iter().position(|r| r.segment_start == segment_start) {
+        if let Some(idx) = st
+            .regions
+            .iter()
+            .position(|r| r.segment_start == segment_start)
+        {
             if sealed && st.regions[idx].data.len() == len {
                 st.regions.remove(idx);
             } else {
@@ -278,13 +351,21 @@ impl CommitLog {
             return Ok(b);
         }
         let segment_start = segment::segment_start(&self.cfg, phys);
-        let file = self.segments.file(segment_start, self.cfg.segment_bytes).await?;
+        let file = self
+            .segments
+            .file(segment_start, self.cfg.segment_bytes)
+            .await?;
         let data = file
             .read_at(phys - segment_start, size)
             .await
-            .map_err(|e| StoreError::Io { context: format!("read {phys}+{size}"), source: e })?;
+            .map_err(|e| StoreError::Io {
+                context: format!("read {phys}+{size}"),
+                source: e,
+            })?;
         if data.len() != size {
-            return Err(StoreError::NotFound(format!("short read at physical offset {phys}")));
+            return Err(StoreError::NotFound(format!(
+                "short read at physical offset {phys}"
+            )));
         }
         Ok(Bytes::from(data))
     }
@@ -345,10 +426,23 @@ impl CommitLog {
 
 fn region_for(st: &mut WriteState, segment_start: u64) -> &mut Region {
     let pos = st.write_pos;
-    if st.regions.back().is_none_or(|r| r.segment_start != segment_start) {
-        st.regions.push_back(Region { segment_start, base: align_down(pos), data: Vec::new(), sealed: false });
+    if st
+        .regions
+        .back()
+        .is_none_or(|r| r.segment_start != segment_start)
+    {
+        st.regions.push_back(Region {
+            segment_start,
+            base: align_down(pos),
+            data: Vec::new(),
+            sealed: false,
+        });
     }
     let r = st.regions.back_mut().expect("region was just ensured");
-    debug_assert_eq!(r.base + r.data.len() as u64, pos, "region does not end at the write position");
+    debug_assert_eq!(
+        r.base + r.data.len() as u64,
+        pos,
+        "region does not end at the write position"
+    );
     r
 }

@@ -49,7 +49,11 @@ pub struct Segments {
 
 impl Segments {
     pub fn new(dir: PathBuf, faults: Option<Rc<FaultInjector>>) -> Self {
-        Self { dir, faults, open: RefCell::new(BTreeMap::new()) }
+        Self {
+            dir,
+            faults,
+            open: RefCell::new(BTreeMap::new()),
+        }
     }
 
     /// The file for the segment at `start`, created and preallocated to `size` if new.
@@ -61,9 +65,14 @@ impl Segments {
         let file = DmaFile::open_rw(&path, self.faults.clone())
             .await
             .map_err(|e| StoreError::io(format!("open {}", path.display()), e))?;
-        let current = file.file_size().await.map_err(|e| StoreError::io(format!("stat {}", path.display()), e))?;
+        let current = file
+            .file_size()
+            .await
+            .map_err(|e| StoreError::io(format!("stat {}", path.display()), e))?;
         if current < size {
-            file.pre_allocate(size).await.map_err(|e| StoreError::io(format!("preallocate {}", path.display()), e))?;
+            file.pre_allocate(size)
+                .await
+                .map_err(|e| StoreError::io(format!("preallocate {}", path.display()), e))?;
         }
         let file = Rc::new(file);
         // Another task may have opened it meanwhile; keep the first.
@@ -84,11 +93,14 @@ impl Segments {
             }
         }
         let path = self.dir.join(segment_file_name(start));
-        std::fs::remove_file(&path).map_err(|e| StoreError::io(format!("delete {}", path.display()), e))
+        std::fs::remove_file(&path)
+            .map_err(|e| StoreError::io(format!("delete {}", path.display()), e))
     }
 
     pub async fn close_all(&self) {
-        let files: Vec<_> = std::mem::take(&mut *self.open.borrow_mut()).into_values().collect();
+        let files: Vec<_> = std::mem::take(&mut *self.open.borrow_mut())
+            .into_values()
+            .collect();
         for f in files {
             if let Ok(f) = Rc::try_unwrap(f) {
                 let _ = f.close().await;

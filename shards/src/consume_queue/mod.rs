@@ -35,7 +35,11 @@ impl CqEntry {
         if phys < 0 || size <= 0 || size == i32::MAX {
             return None;
         }
-        Some(Self { phys: phys as u64, size: size as u32, tag_code })
+        Some(Self {
+            phys: phys as u64,
+            size: size as u32,
+            tag_code,
+        })
     }
 }
 
@@ -50,7 +54,12 @@ pub struct ConsumeQueue {
 
 impl ConsumeQueue {
     pub fn new(path: PathBuf) -> Self {
-        Self { path, entries: Vec::new(), min_offset: 0, persisted: 0 }
+        Self {
+            path,
+            entries: Vec::new(),
+            min_offset: 0,
+            persisted: 0,
+        }
     }
 
     /// Loads the file, keeping only entries that point below `keep_below` (the rest is
@@ -64,7 +73,12 @@ impl ConsumeQueue {
                 _ => break,
             }
         }
-        let mut q = Self { path, entries, min_offset: 0, persisted: 0 };
+        let mut q = Self {
+            path,
+            entries,
+            min_offset: 0,
+            persisted: 0,
+        };
         q.persisted = q.entries.len();
         if q.persisted * ENTRY_BYTES != bytes.len() {
             q.rewrite_file_len()?;
@@ -86,7 +100,10 @@ impl ConsumeQueue {
     }
 
     pub fn push(&mut self, e: CqEntry) {
-        debug_assert!(self.entries.last().is_none_or(|l| l.phys < e.phys), "CQ entries must follow commitlog order");
+        debug_assert!(
+            self.entries.last().is_none_or(|l| l.phys < e.phys),
+            "CQ entries must follow commitlog order"
+        );
         self.entries.push(e);
     }
 
@@ -137,7 +154,8 @@ impl ConsumeQueue {
             return Ok(());
         }
         if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::io(format!("mkdir {}", dir.display()), e))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::io(format!("mkdir {}", dir.display()), e))?;
         }
         let mut buf = Vec::with_capacity((self.entries.len() - self.persisted) * ENTRY_BYTES);
         for e in &self.entries[self.persisted..] {
@@ -148,8 +166,10 @@ impl ConsumeQueue {
             .append(true)
             .open(&self.path)
             .map_err(|e| StoreError::io(format!("open {}", self.path.display()), e))?;
-        f.write_all(&buf).map_err(|e| StoreError::io(format!("append {}", self.path.display()), e))?;
-        f.sync_data().map_err(|e| StoreError::io(format!("fsync {}", self.path.display()), e))?;
+        f.write_all(&buf)
+            .map_err(|e| StoreError::io(format!("append {}", self.path.display()), e))?;
+        f.sync_data()
+            .map_err(|e| StoreError::io(format!("fsync {}", self.path.display()), e))?;
         self.persisted = self.entries.len();
         Ok(())
     }

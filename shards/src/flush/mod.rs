@@ -24,7 +24,10 @@ impl Notify {
 
     /// Resolves at the next `notify_all` after this call.
     pub fn notified(&self) -> Notified<'_> {
-        Notified { notify: self, seen: self.generation.get() }
+        Notified {
+            notify: self,
+            seen: self.generation.get(),
+        }
     }
 }
 
@@ -98,7 +101,12 @@ impl Durability {
             if self.durable.get() >= end {
                 return Ok(());
             }
-            if let Some((_, _, e)) = self.failures.borrow().iter().find(|(seq, upto, _)| *seq > since && *upto >= end) {
+            if let Some((_, _, e)) = self
+                .failures
+                .borrow()
+                .iter()
+                .find(|(seq, upto, _)| *seq > since && *upto >= end)
+            {
                 return Err(e.clone());
             }
             self.changed.notified().await;

@@ -38,7 +38,12 @@ pub struct KeyIndex {
 impl KeyIndex {
     pub fn load(path: PathBuf, keep_below: u64) -> Result<Self, StoreError> {
         let bytes = crate::persist::read_optional(&path)?.unwrap_or_default();
-        let mut idx = Self { path, table: HashMap::new(), log: Vec::new(), persisted: 0 };
+        let mut idx = Self {
+            path,
+            table: HashMap::new(),
+            log: Vec::new(),
+            persisted: 0,
+        };
         for c in bytes.chunks_exact(ENTRY_BYTES) {
             let hash = i32::from_be_bytes([c[0], c[1], c[2], c[3]]);
             let phys = u64::from_be_bytes([c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11]]);
@@ -83,7 +88,8 @@ impl KeyIndex {
             return Ok(());
         }
         if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::io(format!("mkdir {}", dir.display()), e))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::io(format!("mkdir {}", dir.display()), e))?;
         }
         let mut buf = Vec::with_capacity((self.log.len() - self.persisted) * ENTRY_BYTES);
         for (h, e) in &self.log[self.persisted..] {
@@ -96,8 +102,10 @@ impl KeyIndex {
             .append(true)
             .open(&self.path)
             .map_err(|e| StoreError::io(format!("open {}", self.path.display()), e))?;
-        f.write_all(&buf).map_err(|e| StoreError::io(format!("append {}", self.path.display()), e))?;
-        f.sync_data().map_err(|e| StoreError::io(format!("fsync {}", self.path.display()), e))?;
+        f.write_all(&buf)
+            .map_err(|e| StoreError::io(format!("append {}", self.path.display()), e))?;
+        f.sync_data()
+            .map_err(|e| StoreError::io(format!("fsync {}", self.path.display()), e))?;
         self.persisted = self.log.len();
         Ok(())
     }

@@ -38,7 +38,10 @@ pub fn encode(props: &[(String, String)]) -> String {
 }
 
 pub fn get<'a>(props: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    props.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    props
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 pub fn remove(props: &mut Vec<(String, String)>, key: &str) {
@@ -65,7 +68,10 @@ mod tests {
 
     #[test]
     fn skips_segments_without_value() {
-        assert_eq!(parse("A\u{1}\u{2}\u{2}B\u{1}x"), vec![("B".to_string(), "x".to_string())]);
+        assert_eq!(
+            parse("A\u{1}\u{2}\u{2}B\u{1}x"),
+            vec![("B".to_string(), "x".to_string())]
+        );
     }
 
     proptest! {

@@ -54,7 +54,14 @@ fn host_len(addr: &SocketAddr) -> usize {
 
 impl MessageInput {
     pub fn encoded_len(&self) -> usize {
-        4 + 4 + 4 + 4 + 4 + 8 + 8 + 4 + 8
+        4 + 4
+            + 4
+            + 4
+            + 4
+            + 8
+            + 8
+            + 4
+            + 8
             + host_len(&self.born_host)
             + 8
             + host_len(&self.store_host)
@@ -80,8 +87,16 @@ impl MessageInput {
     }
 
     /// Appends the stored form. The caller has checked the topic and properties lengths.
-    pub fn encode_into(&self, out: &mut impl BufMut, queue_offset: i64, physical_offset: i64, store_timestamp: i64) {
-        debug_assert!(self.topic.len() <= MAX_TOPIC_BYTES && self.properties.len() <= i16::MAX as usize);
+    pub fn encode_into(
+        &self,
+        out: &mut impl BufMut,
+        queue_offset: i64,
+        physical_offset: i64,
+        store_timestamp: i64,
+    ) {
+        debug_assert!(
+            self.topic.len() <= MAX_TOPIC_BYTES && self.properties.len() <= i16::MAX as usize
+        );
         out.put_i32(self.encoded_len() as i32);
         out.put_i32(MAGIC_V1);
         out.put_i32(body_crc(&self.body));
@@ -169,7 +184,11 @@ pub enum Check {
 /// Validates the record starting at `buf[0]`, which should sit at `expected_phys`.
 pub fn check(buf: &[u8], expected_phys: i64) -> Check {
     if buf.len() < 8 {
-        return if buf.iter().all(|b| *b == 0) { Check::End } else { Check::Invalid("truncated size") };
+        return if buf.iter().all(|b| *b == 0) {
+            Check::End
+        } else {
+            Check::Invalid("truncated size")
+        };
     }
     let size = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
     let magic = i32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
@@ -199,7 +218,10 @@ pub fn check(buf: &[u8], expected_phys: i64) -> Check {
 
 /// RocketMQ's topic charset `^[%|a-zA-Z0-9_-]+$`, at most 127 bytes.
 pub fn valid_topic(t: &str) -> bool {
-    !t.is_empty() && t.len() <= MAX_TOPIC_BYTES && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"%|_-".contains(&b))
+    !t.is_empty()
+        && t.len() <= MAX_TOPIC_BYTES
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"%|_-".contains(&b))
 }
 
 /// Decodes one whole record; `None` if its length fields disagree with its size.
@@ -274,7 +296,12 @@ pub fn decode(rec: &[u8]) -> Option<StoredRecord> {
 /// Store timestamp of an encoded record, for timestamp search without a full decode.
 pub fn store_timestamp_of(rec: &[u8]) -> Option<i64> {
     let sys_flag = i32::from_be_bytes(rec.get(OFF_SYSFLAG..OFF_SYSFLAG + 4)?.try_into().ok()?);
-    let at = OFF_BORN_HOST + if sys_flag & SYSFLAG_BORNHOST_V6 != 0 { 20 } else { 8 };
+    let at = OFF_BORN_HOST
+        + if sys_flag & SYSFLAG_BORNHOST_V6 != 0 {
+            20
+        } else {
+            8
+        };
     Some(i64::from_be_bytes(rec.get(at..at + 8)?.try_into().ok()?))
 }
 

@@ -63,8 +63,16 @@ pub struct SegmentReader {
 impl SegmentReader {
     pub async fn open(dir: &std::path::Path, start: u64, size: u64) -> Result<Self, StoreError> {
         let path = dir.join(segment_file_name(start));
-        let file = DmaFile::open_rw(&path, None).await.map_err(|e| StoreError::io(format!("open {}", path.display()), e))?;
-        Ok(Self { file, start, size, buf: Vec::new(), buf_pos: 0 })
+        let file = DmaFile::open_rw(&path, None)
+            .await
+            .map_err(|e| StoreError::io(format!("open {}", path.display()), e))?;
+        Ok(Self {
+            file,
+            start,
+            size,
+            buf: Vec::new(),
+            buf_pos: 0,
+        })
     }
 
     /// Bytes at `[pos, pos+len)` of the segment (fewer at its end).
@@ -72,12 +80,12 @@ impl SegmentReader {
         let len = len.min((self.size - pos.min(self.size)) as usize);
         if pos < self.buf_pos || pos + len as u64 > self.buf_pos + self.buf.len() as u64 {
             let from = align_down(pos);
-            let want = align_up((pos - from) + len.max(READ_WINDOW) as u64).min(self.size - from) as usize;
-            self.buf = self
-                .file
-                .read_at(from, want)
-                .await
-                .map_err(|e| StoreError::io(format!("read segment {} at {from}", self.start), e))?;
+            let want =
+                align_up((pos - from) + len.max(READ_WINDOW) as u64).min(self.size - from) as usize;
+            self.buf =
+                self.file.read_at(from, want).await.map_err(|e| {
+                    StoreError::io(format!("read segment {} at {from}", self.start), e)
+                })?;
             self.buf_pos = from;
         }
         let at = (pos - self.buf_pos) as usize;
@@ -147,10 +155,19 @@ pub async fn recover_commitlog(
 ) -> Result<RecoveredLog, StoreError> {
     let segs = list(&cfg.dir)?;
     if segs.is_empty() {
-        return Ok(RecoveredLog { end: cfg.base_offset, tail_page: Vec::new(), truncated: None });
+        return Ok(RecoveredLog {
+            end: cfg.base_offset,
+            tail_page: Vec::new(),
+            truncated: None,
+        });
     }
     let scan_from = checkpoint.min(dispatch_from).max(cfg.base_offset);
-    let first = segs.iter().rev().find(|s| **s <= scan_from).copied().unwrap_or(segs[0]);
+    let first = segs
+        .iter()
+        .rev()
+        .find(|s| **s <= scan_from)
+        .copied()
+        .unwrap_or(segs[0]);
     let mut end = first;
     let mut truncated = None;
     'segments: for &start in segs.iter().filter(|s| **s >= first) {
@@ -198,11 +215,16 @@ pub async fn recover_commitlog(
     for &start in segs.iter().filter(|s| **s > end) {
         {
             let path: PathBuf = cfg.dir.join(segment_file_name(start));
-            std::fs::remove_file(&path).map_err(|e| StoreError::io(format!("remove {}", path.display()), e))?;
+            std::fs::remove_file(&path)
+                .map_err(|e| StoreError::io(format!("remove {}", path.display()), e))?;
         }
     }
     let tail_page = zero_after(cfg, end).await?;
-    Ok(RecoveredLog { end, tail_page, truncated })
+    Ok(RecoveredLog {
+        end,
+        tail_page,
+        truncated,
+    })
 }
 
 /// Punches out everything after `end` in its segment and returns the partial page before it.
@@ -213,13 +235,17 @@ async fn zero_after(cfg: &CommitLogConfig, end: u64) -> Result<Vec<u8>, StoreErr
         return Ok(Vec::new());
     }
     let pos = end - seg_start;
-    let file = DmaFile::open_rw(&path, None).await.map_err(|e| StoreError::io(format!("open {}", path.display()), e))?;
+    let file = DmaFile::open_rw(&path, None)
+        .await
+        .map_err(|e| StoreError::io(format!("open {}", path.display()), e))?;
     let hole_from = align_up(pos);
     if hole_from < cfg.segment_bytes {
         file.punch_hole(hole_from, cfg.segment_bytes - hole_from)
             .await
             .map_err(|e| StoreError::io(format!("punch {}", path.display()), e))?;
-        file.pre_allocate(cfg.segment_bytes).await.map_err(|e| StoreError::io(format!("preallocate {}", path.display()), e))?;
+        file.pre_allocate(cfg.segment_bytes)
+            .await
+            .map_err(|e| StoreError::io(format!("preallocate {}", path.display()), e))?;
     }
     let page_from = align_down(pos);
     let mut page = if pos > page_from {

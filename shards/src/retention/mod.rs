@@ -20,7 +20,12 @@ pub struct RetentionPolicy {
 
 impl Default for RetentionPolicy {
     fn default() -> Self {
-        Self { file_reserved_time: Duration::from_secs(72 * 3600), delete_when: vec![4], clean_ratio: 75, force_ratio: 85 }
+        Self {
+            file_reserved_time: Duration::from_secs(72 * 3600),
+            delete_when: vec![4],
+            clean_ratio: 75,
+            force_ratio: 85,
+        }
     }
 }
 
@@ -29,17 +34,29 @@ pub fn parse_delete_when(v: &str) -> Result<Vec<u32>, String> {
     v.split(';')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|h| h.parse::<u32>().ok().filter(|h| *h < 24).ok_or_else(|| format!("`{h}` is not an hour 0-23")))
+        .map(|h| {
+            h.parse::<u32>()
+                .ok()
+                .filter(|h| *h < 24)
+                .ok_or_else(|| format!("`{h}` is not an hour 0-23"))
+        })
         .collect()
 }
 
 fn current_hour_utc(now: SystemTime) -> u32 {
-    let secs = now.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     ((secs / 3600) % 24) as u32
 }
 
 /// One retention pass; returns how many segments were deleted.
-pub async fn run_once(log: &Log, policy: &RetentionPolicy, now: SystemTime) -> Result<usize, StoreError> {
+pub async fn run_once(
+    log: &Log,
+    policy: &RetentionPolicy,
+    now: SystemTime,
+) -> Result<usize, StoreError> {
     let cl = log.commitlog();
     let starts = cl.segment_starts()?;
     if starts.len() <= 1 {
@@ -76,7 +93,6 @@ impl Log {
     /// Moves the commitlog minimum past a deleted segment; queue minimums follow.
     pub(crate) fn segment_removed(&self, new_min: u64) {
         self.commitlog_min.set(new_min);
-        self.segment_count.set(self.segment_count.get().saturating_sub(1).max(1));
         for q in self.queues.borrow_mut().values_mut() {
             q.set_commitlog_min(new_min);
         }

@@ -3,8 +3,9 @@
 //! Every commitlog write and fdatasync goes through [`DmaFile`], so tests can make any of them
 //! fail (EIO) or come up short from a seed, the way Redpanda's file sanitizer does.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::rc::Rc;
 
@@ -32,7 +33,12 @@ pub struct FaultInjector {
 }
 
 impl FaultInjector {
-    pub fn new(seed: u64, write_eio_per_mille: u32, short_write_per_mille: u32, sync_eio_per_mille: u32) -> Self {
+    pub fn new(
+        seed: u64,
+        write_eio_per_mille: u32,
+        short_write_per_mille: u32,
+        sync_eio_per_mille: u32,
+    ) -> Self {
         Self {
             state: Cell::new(seed | 1),
             write_eio_per_mille,
@@ -62,7 +68,7 @@ impl FaultInjector {
 }
 
 fn injected_eio(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::Other, format!("injected EIO on {what}"))
+    io::Error::other(format!("injected EIO on {what}"))
 }
 
 /// A file opened for direct I/O.
@@ -71,9 +77,50 @@ pub struct DmaFile {
     faults: Option<Rc<FaultInjector>>,
 }
 
+thread_local! {
+    /// Devices (st_dev) whose io_uring poll support this thread's executor has already probed.
+    static PROBED_DEVICES: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+}
+
+/// glommio decides once per thread and device whether to send I/O through the io_uring poll
+/// ring, by reading the first block of the first DMA file opened there. If that block was never
+/// written (a new, preallocated segment), the read never reaches the device, the probe wrongly
+/// answers "pollable", and every later read of real data fails with EOPNOTSUPP. So the first
+/// DMA open on a device is a small file whose first block holds data: the probe sees the
+/// device's real answer and glommio caches it for the thread.
+async fn probe_device_once(dir: &Path) {
+    let Ok(dev) = std::fs::metadata(dir).map(|m| m.dev()) else {
+        return;
+    };
+    if PROBED_DEVICES.with(|p| p.borrow().contains(&dev)) {
+        return;
+    }
+    let probe = dir.join(format!(
+        ".dma-probe-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    if std::fs::write(&probe, vec![0xA5u8; ALIGN as usize]).is_ok() {
+        if let Ok(f) = OpenOptions::new().read(true).dma_open(&probe).await {
+            let _ = f.close().await;
+        }
+        let _ = std::fs::remove_file(&probe);
+    }
+    PROBED_DEVICES.with(|p| p.borrow_mut().push(dev));
+}
+
 impl DmaFile {
     pub async fn open_rw(path: &Path, faults: Option<Rc<FaultInjector>>) -> io::Result<Self> {
-        let file = OpenOptions::new().read(true).write(true).create(true).dma_open(path).await.map_err(into_io)?;
+        if let Some(dir) = path.parent() {
+            probe_device_once(dir).await;
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .dma_open(path)
+            .await
+            .map_err(into_io)?;
         Ok(Self { file, faults })
     }
 

@@ -29,12 +29,19 @@ pub struct RuntimeConfig {
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
-        Self { shards: available_cores(), io_memory_bytes: DEFAULT_IO_MEMORY_BYTES, pin: true, name: "shard".into() }
+        Self {
+            shards: available_cores(),
+            io_memory_bytes: DEFAULT_IO_MEMORY_BYTES,
+            pin: true,
+            name: "shard".into(),
+        }
     }
 }
 
 pub fn available_cores() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 /// One shard's view of the pool: who it is, and how to reach the others.
@@ -57,7 +64,10 @@ impl<M: Send + 'static> Shard<M> {
 
     /// Sends `msg` to shard `to`; waits while that shard's inbox from us is full (backpressure).
     pub async fn send_to(&self, to: usize, msg: M) -> Result<(), M> {
-        debug_assert!(to < self.count && to != self.id, "mesh send to self or out of range");
+        debug_assert!(
+            to < self.count && to != self.id,
+            "mesh send to self or out of range"
+        );
         self.senders.send_to(to, msg).await.map_err(|e| match e {
             glommio::GlommioError::Closed(glommio::ResourceType::Channel(m)) => m,
             glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(m)) => m,
@@ -67,7 +77,9 @@ impl<M: Send + 'static> Shard<M> {
 
     /// Starts one receive loop per peer, each calling `handle` for every message in arrival order.
     pub fn serve(&self, handle: impl Fn(M) + 'static) {
-        let Some(mut receivers) = self.receivers.borrow_mut().take() else { return };
+        let Some(mut receivers) = self.receivers.borrow_mut().take() else {
+            return;
+        };
         let handle = Rc::new(handle);
         for (_, stream) in receivers.streams() {
             let handle = handle.clone();
@@ -99,7 +111,10 @@ impl StopHandle {
 
 /// Runs `main` on every shard of a new pool and blocks until all of them return.
 /// Returns each shard's result in shard order.
-pub fn run_pool<M, G, Fut, T>(config: &RuntimeConfig, main: G) -> std::io::Result<(StopHandle, PoolJoin<T>)>
+pub fn run_pool<M, G, Fut, T>(
+    config: &RuntimeConfig,
+    main: G,
+) -> std::io::Result<(StopHandle, PoolJoin<T>)>
 where
     M: Send + 'static,
     G: Fn(Rc<Shard<M>>) -> Fut + Send + Sync + Clone + 'static,
@@ -109,7 +124,11 @@ where
     let shards = config.shards.max(1);
     let mesh = MeshBuilder::full(shards, MESH_CHANNEL_CAPACITY);
     let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
-    let placement = if config.pin { PoolPlacement::MaxSpread(shards, None) } else { PoolPlacement::Unbound(shards) };
+    let placement = if config.pin {
+        PoolPlacement::MaxSpread(shards, None)
+    } else {
+        PoolPlacement::Unbound(shards)
+    };
     let handles = LocalExecutorPoolBuilder::new(placement)
         .name(&config.name)
         .io_memory(config.io_memory_bytes)
@@ -119,7 +138,11 @@ where
             let stop_rx = stop_rx.clone();
             let main = main.clone();
             async move {
-                let (senders, receivers) = mesh.join().await.map_err(|_| "mesh join failed").expect("mesh");
+                let (senders, receivers) = mesh
+                    .join()
+                    .await
+                    .map_err(|_| "mesh join failed")
+                    .expect("mesh");
                 let shard = Rc::new(Shard {
                     id: senders.peer_id(),
                     count: senders.nr_consumers(),

@@ -20,7 +20,11 @@ pub struct StoreLimits {
 
 impl Default for StoreLimits {
     fn default() -> Self {
-        Self { max_message_size: 4 * 1024 * 1024, disk_max_used_space_ratio: 75, disk_capacity_bytes: None }
+        Self {
+            max_message_size: 4 * 1024 * 1024,
+            disk_max_used_space_ratio: 75,
+            disk_capacity_bytes: None,
+        }
     }
 }
 

@@ -48,11 +48,21 @@ impl Log {
                 None => (0, 0, Vec::new()),
                 Some(q) => {
                     let scan = (max_msgs * 20).max(800);
-                    (q.min_offset(), q.max_offset(), q.range(offset.max(q.min_offset()), scan).to_vec())
+                    (
+                        q.min_offset(),
+                        q.max_offset(),
+                        q.range(offset.max(q.min_offset()), scan).to_vec(),
+                    )
                 }
             }
         };
-        let result = |status, next| GetResult { status, records: Vec::new(), next_begin_offset: next, min_offset: min, max_offset: max };
+        let result = |status, next| GetResult {
+            status,
+            records: Vec::new(),
+            next_begin_offset: next,
+            min_offset: min,
+            max_offset: max,
+        };
         if max == 0 {
             return result(GetStatus::NoMessageInQueue, 0);
         }
@@ -93,6 +103,12 @@ impl Log {
         } else {
             GetStatus::NoMatchedMessage
         };
-        GetResult { status, records, next_begin_offset: next, min_offset: min, max_offset: max }
+        GetResult {
+            status,
+            records,
+            next_begin_offset: next,
+            min_offset: min,
+            max_offset: max,
+        }
     }
 }

@@ -29,7 +29,10 @@ use crate::offsets::ConsumerOffsets;
 pub type QueueKey = (String, i32);
 
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// How an append ended (RocketMQ's PutMessageStatus, reduced to what we produce).
@@ -56,9 +59,11 @@ pub struct Log {
     /// Woken on every append, so parked pulls can re-check their queue.
     pub arrivals: Notify,
     pub(crate) commitlog_min: Cell<u64>,
-    pub(crate) segment_count: Cell<u64>,
     pub(crate) crashed_before: bool,
     pub(crate) stopped: Cell<bool>,
+    /// The filesystem's used ratio and when it was read: statvfs at most once a second,
+    /// not once per append.
+    pub(crate) fs_ratio: Cell<Option<(std::time::Instant, f64)>>,
 }
 
 impl Log {
@@ -75,12 +80,20 @@ impl Log {
     }
 
     fn queue_path(&self, topic: &str, queue_id: i32) -> PathBuf {
-        self.cfg.dir.join("consumequeue").join(topic).join(queue_id.to_string())
+        self.cfg
+            .dir
+            .join("consumequeue")
+            .join(topic)
+            .join(queue_id.to_string())
     }
 
     /// Appends messages of one queue as consecutive queue offsets (a batch is one call).
     /// With `wait_durable` under SYNC_FLUSH, returns only after the fdatasync covering them.
-    pub async fn put(&self, msgs: &[MessageInput], wait_durable: bool) -> Result<PutResult, StoreError> {
+    pub async fn put(
+        &self,
+        msgs: &[MessageInput],
+        wait_durable: bool,
+    ) -> Result<PutResult, StoreError> {
         if self.stopped.get() {
             return Err(StoreError::ShuttingDown);
         }
@@ -103,18 +116,38 @@ impl Log {
                 let cq = queues.entry(key).or_insert_with(|| ConsumeQueue::new(path));
                 let qoff = cq.max_offset();
                 let len = m.encoded_len();
-                let a = self.commitlog.append(len, |buf, phys| m.encode_into(buf, qoff as i64, phys as i64, store_ts))?;
+                let a = self.commitlog.append(len, |buf, phys| {
+                    m.encode_into(buf, qoff as i64, phys as i64, store_ts)
+                })?;
                 let props = properties::parse(&m.properties);
-                cq.push(CqEntry { phys: a.physical_offset, size: len as u32, tag_code: tag_code(properties::get(&props, TAGS)) });
-                index_keys(&mut index, &m.topic, &props, IndexEntry { phys: a.physical_offset, size: len as u32 });
+                cq.push(CqEntry {
+                    phys: a.physical_offset,
+                    size: len as u32,
+                    tag_code: tag_code(properties::get(&props, TAGS)),
+                });
+                index_keys(
+                    &mut index,
+                    &m.topic,
+                    &props,
+                    IndexEntry {
+                        phys: a.physical_offset,
+                        size: len as u32,
+                    },
+                );
                 appended.push((qoff, a.physical_offset, len as u32));
                 last = Some(a);
             }
         }
         self.arrivals.notify_all();
         let mut status = PutStatus::Ok;
-        if let (true, FlushMode::Sync, Some(a)) = (wait_durable, self.commitlog.config().flush_mode, last) {
-            match self.commitlog.wait_durable(&a, self.cfg.sync_flush_timeout).await {
+        if let (true, FlushMode::Sync, Some(a)) =
+            (wait_durable, self.commitlog.config().flush_mode, last)
+        {
+            match self
+                .commitlog
+                .wait_durable(&a, self.cfg.sync_flush_timeout)
+                .await
+            {
                 Ok(()) => {}
                 Err(StoreError::FlushTimeout) => status = PutStatus::FlushDiskTimeout,
                 Err(e) => return Err(e),
@@ -126,21 +159,34 @@ impl Log {
     /// Reads `size` bytes of one stored record.
     pub async fn read_record(&self, phys: u64, size: u32) -> Result<Bytes, StoreError> {
         if phys < self.commitlog_min.get() || phys + size as u64 > self.commitlog.write_pos() {
-            return Err(StoreError::NotFound(format!("no record at physical offset {phys}")));
+            return Err(StoreError::NotFound(format!(
+                "no record at physical offset {phys}"
+            )));
         }
         self.commitlog.read(phys, size as usize).await
     }
 
     pub fn max_offset(&self, topic: &str, queue_id: i32) -> u64 {
-        self.queues.borrow().get(&(topic.to_string(), queue_id)).map(|q| q.max_offset()).unwrap_or(0)
+        self.queues
+            .borrow()
+            .get(&(topic.to_string(), queue_id))
+            .map(|q| q.max_offset())
+            .unwrap_or(0)
     }
 
     pub fn min_offset(&self, topic: &str, queue_id: i32) -> u64 {
-        self.queues.borrow().get(&(topic.to_string(), queue_id)).map(|q| q.min_offset()).unwrap_or(0)
+        self.queues
+            .borrow()
+            .get(&(topic.to_string(), queue_id))
+            .map(|q| q.min_offset())
+            .unwrap_or(0)
     }
 
     pub fn entry(&self, topic: &str, queue_id: i32, offset: u64) -> Option<CqEntry> {
-        self.queues.borrow().get(&(topic.to_string(), queue_id)).and_then(|q| q.get(offset))
+        self.queues
+            .borrow()
+            .get(&(topic.to_string(), queue_id))
+            .and_then(|q| q.get(offset))
     }
 
     pub fn queue_keys(&self) -> Vec<QueueKey> {
@@ -148,7 +194,9 @@ impl Log {
     }
 
     pub fn commit_offset(&self, group: &str, topic: &str, queue_id: i32, offset: i64) {
-        self.offsets.borrow_mut().commit(group, topic, queue_id, offset);
+        self.offsets
+            .borrow_mut()
+            .commit(group, topic, queue_id, offset);
     }
 
     pub fn query_offset(&self, group: &str, topic: &str, queue_id: i32) -> Option<i64> {
@@ -165,7 +213,10 @@ impl Log {
     /// SEARCH_OFFSET_BY_TIMESTAMP as 4.9 answers it: the first entry stored at or after `ts`,
     /// else the nearer neighbour; 0 for an empty queue.
     pub async fn search_offset_by_time(&self, topic: &str, queue_id: i32, ts: i64) -> u64 {
-        let (mut lo, mut hi) = (self.min_offset(topic, queue_id), self.max_offset(topic, queue_id));
+        let (mut lo, mut hi) = (
+            self.min_offset(topic, queue_id),
+            self.max_offset(topic, queue_id),
+        );
         if lo >= hi {
             return 0;
         }
@@ -182,15 +233,29 @@ impl Log {
     }
 
     /// Records whose KEYS or UNIQ_KEY equal `key`, newest first, at most `max`.
-    pub async fn query_by_key(&self, topic: &str, key: &str, max: usize, begin_ms: i64, end_ms: i64) -> Vec<Bytes> {
-        let candidates = self.index.borrow().candidates(topic, key, self.commitlog_min.get());
+    pub async fn query_by_key(
+        &self,
+        topic: &str,
+        key: &str,
+        max: usize,
+        begin_ms: i64,
+        end_ms: i64,
+    ) -> Vec<Bytes> {
+        let candidates = self
+            .index
+            .borrow()
+            .candidates(topic, key, self.commitlog_min.get());
         let mut out = Vec::new();
         for c in candidates {
             if out.len() >= max {
                 break;
             }
-            let Ok(rec) = self.read_record(c.phys, c.size).await else { continue };
-            let Some(r) = crate::message::record::decode(&rec) else { continue };
+            let Ok(rec) = self.read_record(c.phys, c.size).await else {
+                continue;
+            };
+            let Some(r) = crate::message::record::decode(&rec) else {
+                continue;
+            };
             if r.topic != topic || r.store_timestamp < begin_ms || r.store_timestamp > end_ms {
                 continue;
             }
@@ -210,15 +275,26 @@ impl Log {
         let _ = std::fs::remove_dir_all(self.cfg.dir.join("consumequeue").join(topic));
     }
 
-    /// Bytes the store occupies by its own accounting (preallocated segments count in full).
+    /// Bytes the store occupies by its own accounting (preallocated segments count in full):
+    /// every segment from the oldest kept one to the one being written.
     pub fn used_bytes(&self) -> u64 {
-        self.segment_count.get() * self.cfg.segment_bytes
+        let cl = self.commitlog.config();
+        let writing = crate::commitlog::segment::segment_start(cl, self.commitlog.write_pos());
+        let oldest = self.commitlog_min.get().min(writing);
+        (writing - oldest) + self.cfg.segment_bytes
     }
 
     pub fn disk_used_ratio(&self) -> f64 {
         match self.cfg.limits.disk_capacity_bytes {
             Some(cap) if cap > 0 => self.used_bytes() as f64 / cap as f64,
-            _ => filesystem_used_ratio(&self.cfg.dir).unwrap_or(0.0),
+            _ => match self.fs_ratio.get() {
+                Some((at, r)) if at.elapsed() < Duration::from_secs(1) => r,
+                _ => {
+                    let r = filesystem_used_ratio(&self.cfg.dir).unwrap_or(0.0);
+                    self.fs_ratio.set(Some((std::time::Instant::now(), r)));
+                    r
+                }
+            },
         }
     }
 
@@ -226,7 +302,10 @@ impl Log {
         let ratio = self.disk_used_ratio();
         let limit = self.cfg.limits.disk_max_used_space_ratio;
         if ratio * 100.0 > limit as f64 {
-            return Err(StoreError::DiskFull { used_ratio: ratio * 100.0, limit_percent: limit });
+            return Err(StoreError::DiskFull {
+                used_ratio: ratio * 100.0,
+                limit_percent: limit,
+            });
         }
         Ok(())
     }
@@ -239,7 +318,10 @@ impl Log {
         }
         self.index.borrow_mut().persist()?;
         self.offsets.borrow_mut().persist()?;
-        let cp = open::Checkpoint { durable: self.commitlog.durability.durable(), dispatched };
+        let cp = open::Checkpoint {
+            durable: self.commitlog.durability.durable(),
+            dispatched,
+        };
         cp.write(&self.cfg.dir)
     }
 
@@ -275,7 +357,10 @@ fn index_keys(index: &mut KeyIndex, topic: &str, props: &[(String, String)], e: 
 
 fn validate(m: &MessageInput, limits: &StoreLimits) -> Result<(), StoreError> {
     if m.topic.is_empty() || m.topic.len() > MAX_TOPIC_BYTES {
-        return Err(StoreError::MessageIllegal(format!("topic length {} is outside 1..=127 bytes", m.topic.len())));
+        return Err(StoreError::MessageIllegal(format!(
+            "topic length {} is outside 1..=127 bytes",
+            m.topic.len()
+        )));
     }
     if m.body.len() > limits.max_message_size {
         return Err(StoreError::MessageIllegal(format!(
@@ -285,7 +370,10 @@ fn validate(m: &MessageInput, limits: &StoreLimits) -> Result<(), StoreError> {
         )));
     }
     if m.properties.len() > properties::MAX_PROPERTIES_BYTES {
-        return Err(StoreError::MessageIllegal(format!("properties of {} bytes exceed 32767", m.properties.len())));
+        return Err(StoreError::MessageIllegal(format!(
+            "properties of {} bytes exceed 32767",
+            m.properties.len()
+        )));
     }
     Ok(())
 }
@@ -298,5 +386,6 @@ fn filesystem_used_ratio(dir: &std::path::Path) -> Option<f64> {
     if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 || s.f_blocks == 0 {
         return None;
     }
-    Some(1.0 - s.f_bavail as f64 / s.f_blocks as f64)
+    // As RocketMQ computes it (File.getFreeSpace): blocks reserved for root count as free.
+    Some(1.0 - s.f_bfree as f64 / s.f_blocks as f64)
 }

@@ -34,15 +34,22 @@ impl Checkpoint {
     fn read(dir: &Path, base: u64) -> Result<Self, StoreError> {
         let path = dir.join(CHECKPOINT_FILE);
         match crate::persist::read_optional(&path)? {
-            None => Ok(Self { durable: base, dispatched: base }),
-            Some(b) => serde_json::from_slice(&b)
-                .map_err(|e| StoreError::BadMetadata { file: path.display().to_string(), reason: e.to_string() }),
+            None => Ok(Self {
+                durable: base,
+                dispatched: base,
+            }),
+            Some(b) => serde_json::from_slice(&b).map_err(|e| StoreError::BadMetadata {
+                file: path.display().to_string(),
+                reason: e.to_string(),
+            }),
         }
     }
 
     pub fn write(&self, dir: &Path) -> Result<(), StoreError> {
-        let json = serde_json::to_vec(self)
-            .map_err(|e| StoreError::BadMetadata { file: CHECKPOINT_FILE.into(), reason: e.to_string() })?;
+        let json = serde_json::to_vec(self).map_err(|e| StoreError::BadMetadata {
+            file: CHECKPOINT_FILE.into(),
+            reason: e.to_string(),
+        })?;
         crate::persist::write_atomic(&dir.join(CHECKPOINT_FILE), &json)
     }
 }
@@ -55,16 +62,30 @@ pub fn remove_abort_marker(dir: &Path) -> Result<(), StoreError> {
     }
 }
 
-fn load_queues(dir: &Path, keep_below: u64) -> Result<HashMap<(String, i32), ConsumeQueue>, StoreError> {
+fn load_queues(
+    dir: &Path,
+    keep_below: u64,
+) -> Result<HashMap<(String, i32), ConsumeQueue>, StoreError> {
     let root = dir.join("consumequeue");
     let mut out = HashMap::new();
-    let Ok(topics) = std::fs::read_dir(&root) else { return Ok(out) };
+    let Ok(topics) = std::fs::read_dir(&root) else {
+        return Ok(out);
+    };
     for t in topics.flatten() {
-        let Some(topic) = t.file_name().to_str().map(str::to_string) else { continue };
-        let Ok(qs) = std::fs::read_dir(t.path()) else { continue };
+        let Some(topic) = t.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        let Ok(qs) = std::fs::read_dir(t.path()) else {
+            continue;
+        };
         for q in qs.flatten() {
-            let Some(qid) = q.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
-            out.insert((topic.clone(), qid), ConsumeQueue::load(q.path(), keep_below)?);
+            let Some(qid) = q.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            out.insert(
+                (topic.clone(), qid),
+                ConsumeQueue::load(q.path(), keep_below)?,
+            );
         }
     }
     Ok(out)
@@ -74,7 +95,8 @@ impl Log {
     /// Opens (or creates) the log, recovering from a crash if the abort marker is present.
     pub async fn open(cfg: LogConfig) -> Result<Rc<Log>, StoreError> {
         let cl_dir = cfg.dir.join("commitlog");
-        std::fs::create_dir_all(&cl_dir).map_err(|e| StoreError::io(format!("mkdir {}", cl_dir.display()), e))?;
+        std::fs::create_dir_all(&cl_dir)
+            .map_err(|e| StoreError::io(format!("mkdir {}", cl_dir.display()), e))?;
         let base = cfg.base_offset();
         let cp = Checkpoint::read(&cfg.dir, base)?;
         let crashed_before = cfg.dir.join(ABORT_FILE).exists();
@@ -94,32 +116,55 @@ impl Log {
         };
         let mut redispatched = 0u64;
         let dir_for_paths = cfg.dir.clone();
-        let RecoveredLog { end, tail_page, truncated } =
-            recover_commitlog(&cl_cfg, cp.durable.max(base), dispatch_from, |phys, rec| {
-                let key = (rec.topic.clone(), rec.queue_id);
-                let q = queues.entry(key).or_insert_with(|| {
-                    ConsumeQueue::new(dir_for_paths.join("consumequeue").join(&rec.topic).join(rec.queue_id.to_string()))
-                });
-                if q.max_offset() != rec.queue_offset as u64 {
-                    tracing::warn!(topic = %rec.topic, queue = rec.queue_id, expected = q.max_offset(),
+        let RecoveredLog {
+            end,
+            tail_page,
+            truncated,
+        } = recover_commitlog(&cl_cfg, cp.durable.max(base), dispatch_from, |phys, rec| {
+            let key = (rec.topic.clone(), rec.queue_id);
+            let q = queues.entry(key).or_insert_with(|| {
+                ConsumeQueue::new(
+                    dir_for_paths
+                        .join("consumequeue")
+                        .join(&rec.topic)
+                        .join(rec.queue_id.to_string()),
+                )
+            });
+            if q.max_offset() != rec.queue_offset as u64 {
+                tracing::warn!(topic = %rec.topic, queue = rec.queue_id, expected = q.max_offset(),
                         found = rec.queue_offset, "queue offset gap while re-dispatching");
-                }
-                let props = properties::parse(&rec.properties);
-                let size = rec.total_size as u32;
-                q.push(CqEntry { phys, size, tag_code: tag_code(properties::get(&props, TAGS)) });
-                super::index_keys(&mut index, &rec.topic, &props, IndexEntry { phys, size });
-                redispatched += 1;
-            })
-            .await?;
+            }
+            let props = properties::parse(&rec.properties);
+            let size = rec.total_size as u32;
+            q.push(CqEntry {
+                phys,
+                size,
+                tag_code: tag_code(properties::get(&props, TAGS)),
+            });
+            super::index_keys(&mut index, &rec.topic, &props, IndexEntry { phys, size });
+            redispatched += 1;
+        })
+        .await?;
         for q in queues.values_mut() {
             q.truncate_from_phys(end)?;
         }
         index.truncate_from_phys(end)?;
         if let Some((at, why)) = truncated {
-            tracing::warn!(log = cfg.log_id, offset = at, reason = why, "truncated a torn commitlog tail");
+            tracing::warn!(
+                log = cfg.log_id,
+                offset = at,
+                reason = why,
+                "truncated a torn commitlog tail"
+            );
         }
         if crashed_before || redispatched > 0 {
-            tracing::info!(log = cfg.log_id, crashed_before, redispatched, end, "log recovered");
+            tracing::info!(
+                log = cfg.log_id,
+                crashed_before,
+                redispatched,
+                end,
+                "log recovered"
+            );
         }
         let segments = list(&cl_dir)?;
         let commitlog_min = segments.first().copied().unwrap_or(base);
@@ -133,7 +178,6 @@ impl Log {
             commitlog.flush_once().await?;
         }
         let log = Rc::new(Log {
-            segment_count: Cell::new(segments.len().max(1) as u64),
             cfg,
             commitlog,
             queues: RefCell::new(queues),
@@ -143,6 +187,7 @@ impl Log {
             commitlog_min: Cell::new(commitlog_min),
             crashed_before,
             stopped: Cell::new(false),
+            fs_ratio: Cell::new(None),
         });
         log.checkpoint()?;
         crate::runtime::spawn(log.commitlog.clone().run_flusher());

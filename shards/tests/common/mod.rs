@@ -71,9 +71,13 @@ pub async fn bodies(log: &Rc<Log>, topic: &str) -> Vec<Vec<u8>> {
 pub fn write_clean(dir: &Path, n: usize) {
     let dir = dir.to_path_buf();
     run(move || async move {
-        let log = Log::open(config(&dir, FlushMode::Sync)).await.expect("open");
+        let log = Log::open(config(&dir, FlushMode::Sync))
+            .await
+            .expect("open");
         for i in 0..n {
-            log.put(&[message("T", 0, &body(i), PROPS)], true).await.expect("put");
+            log.put(&[message("T", 0, &body(i), PROPS)], true)
+                .await
+                .expect("put");
         }
         log.stop().await.expect("stop");
     });
@@ -87,9 +91,14 @@ pub fn segment_path(dir: &Path, start: u64) -> std::path::PathBuf {
 pub fn layout(dir: &Path) -> Vec<(u64, u32)> {
     let dir = dir.to_path_buf();
     run(move || async move {
-        let log = Log::open(config(&dir, FlushMode::Sync)).await.expect("open");
+        let log = Log::open(config(&dir, FlushMode::Sync))
+            .await
+            .expect("open");
         let n = log.max_offset("T", 0);
-        let v = (0..n).filter_map(|o| log.entry("T", 0, o)).map(|e| (e.phys, e.size)).collect();
+        let v = (0..n)
+            .filter_map(|o| log.entry("T", 0, o))
+            .map(|e| (e.phys, e.size))
+            .collect();
         log.stop().await.expect("stop");
         v
     })

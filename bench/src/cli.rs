@@ -1,0 +1,603 @@
+//! Command line: `produce`, `consume`, `e2e`, `plot`, `plan`, `calibrate`. Exit status 0 = clean run,
+//! 1 = the run had errors (its last line says so), 2 = it could not run.
+
+use clap::{Args, Parser, Subcommand};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::consume::ConsumeOptions;
+use crate::hist::Percentiles;
+use crate::plan::Calibration;
+use crate::produce::{ProduceOptions, ProduceOutcome, Rate};
+use crate::ramp::{Slo, Step};
+use crate::report::{self, Summary, SummaryInput};
+use crate::route::{self, QueueSet};
+use crate::util::{err, parse_bytes, parse_duration, utc_timestamp, Error, Result, SizeDist};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rocketcore-bench",
+    version,
+    about = "Open-loop RocketMQ load generator with HDR histograms"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Send messages (SEND_MESSAGE_V2, or SEND_BATCH_MESSAGE with --batch > 1).
+    Produce(ProduceArgs),
+    /// Pull messages (HEART_BEAT, then PULL_MESSAGE per queue).
+    Consume(ConsumeArgs),
+    /// Produce and consume together; latency = delivery time - intended send time.
+    E2e(E2eArgs),
+    /// Draw several JSON summaries or .hgrm files on one latency-by-percentile chart.
+    Plot(PlotArgs),
+    /// Capacity plan for a workload file from a calibration file.
+    Plan(PlanArgs),
+    /// Measure disk bandwidth and per-shard rate at an SLO; write a calibration file.
+    Calibrate(CalibrateArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Target {
+    /// NameServer address, host:port.
+    #[arg(long, default_value = "127.0.0.1:9876")]
+    pub namesrv: String,
+    #[arg(long, default_value = "BenchTopic")]
+    pub topic: String,
+    /// Use at most this many queues per broker.
+    #[arg(long)]
+    pub queues: Option<usize>,
+    /// Per-request timeout.
+    #[arg(long, default_value = "3s", value_parser = parse_duration_arg)]
+    pub timeout: Duration,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Output {
+    /// Directory for LABEL.hgrm, LABEL.json and LABEL.svg.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Run name in reports and file names.
+    #[arg(long)]
+    pub label: Option<String>,
+    /// No per-second progress line.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Load {
+    /// Message body size: 1024, 1KiB, uniform:100:2000, choice:100,1000.
+    #[arg(long, default_value = "1024")]
+    pub size: String,
+    /// TCP connections (each a producer with its own window).
+    #[arg(long, alias = "producers", default_value_t = 1)]
+    pub connections: usize,
+    /// Requests in flight per connection.
+    #[arg(long, default_value_t = 64)]
+    pub inflight: usize,
+    /// Messages per request; > 1 uses SEND_BATCH_MESSAGE.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    #[arg(long)]
+    pub tags: Option<String>,
+    /// Give every message a KEYS property.
+    #[arg(long)]
+    pub keys: bool,
+    /// Messages per second (open loop, CO-corrected) or `max` (closed-loop saturation).
+    #[arg(long, default_value = "1000")]
+    pub rate: String,
+    /// Measured time, after warm-up (default 10s unless --count).
+    #[arg(long, value_parser = parse_duration_arg)]
+    pub duration: Option<Duration>,
+    /// Measured messages, after warm-up.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Excluded from results.
+    #[arg(long, default_value = "0s", value_parser = parse_duration_arg)]
+    pub warmup: Duration,
+    #[arg(long, default_value = "rocketcore-bench-pg")]
+    pub producer_group: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ProduceArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(flatten)]
+    pub load: Load,
+    #[command(flatten)]
+    pub output: Output,
+    /// Rate ramp FROM:TO:STEP (msg/s); each step runs --duration.
+    #[arg(long)]
+    pub ramp: Option<String>,
+    /// Latency SLO for --ramp, e.g. p99=2ms.
+    #[arg(long, default_value = "p99=2ms")]
+    pub slo: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ConsumeArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(flatten)]
+    pub output: Output,
+    #[arg(long, default_value = "rocketcore-bench-cg")]
+    pub group: String,
+    /// `first` (offset 0) or `last` (current end of each queue).
+    #[arg(long, default_value = "first")]
+    pub from: String,
+    #[arg(long, value_parser = parse_duration_arg)]
+    pub duration: Option<Duration>,
+    #[arg(long)]
+    pub count: Option<u64>,
+    #[arg(long, default_value = "0s", value_parser = parse_duration_arg)]
+    pub warmup: Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct E2eArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(flatten)]
+    pub load: Load,
+    #[command(flatten)]
+    pub output: Output,
+    #[arg(long, default_value = "rocketcore-bench-e2e")]
+    pub group: String,
+    /// How long to wait for stragglers after the last send.
+    #[arg(long, default_value = "5s", value_parser = parse_duration_arg)]
+    pub drain: Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct PlotArgs {
+    /// JSON summaries or .hgrm files.
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    #[arg(long, default_value = "latency.svg")]
+    pub out: PathBuf,
+    #[arg(long, default_value = "latency by percentile")]
+    pub title: String,
+}
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    pub workload: PathBuf,
+    #[arg(long, default_value = "calibration.toml")]
+    pub calibration: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct CalibrateArgs {
+    /// Directory on the disk that will hold the CommitLog (probed with O_DIRECT writes).
+    #[arg(long)]
+    pub dir: PathBuf,
+    #[arg(long, default_value = "256MiB")]
+    pub probe_bytes: String,
+    #[arg(long, default_value = "calibration.toml")]
+    pub out: PathBuf,
+    /// Skip the ramp and record this per-shard rate.
+    #[arg(long)]
+    pub shard_rate: Option<f64>,
+    /// Shards (cores) the measured broker runs; the knee is divided by it.
+    #[arg(long, default_value_t = 1)]
+    pub shards: usize,
+    #[arg(long, default_value = "1000:20000:1000")]
+    pub ramp: String,
+    #[arg(long, default_value = "p99=2ms")]
+    pub slo: String,
+    #[command(flatten)]
+    pub target: Target,
+    #[command(flatten)]
+    pub load: Load,
+}
+
+fn parse_duration_arg(s: &str) -> std::result::Result<Duration, String> {
+    parse_duration(s).map_err(|e| e.0)
+}
+
+/// Runs the command line; returns the process exit status.
+pub fn main_with(args: Vec<String>) -> i32 {
+    let command = args
+        .iter()
+        .map(|a| {
+            if a.contains(' ') {
+                format!("'{a}'")
+            } else {
+                a.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    match dispatch(cli, &command) {
+        Ok(clean) => i32::from(!clean),
+        Err(e) => {
+            eprintln!("error: {e}");
+            2
+        }
+    }
+}
+
+/// Ok(true) for a clean run, Ok(false) for a run with errors.
+fn dispatch(cli: Cli, command: &str) -> Result<bool> {
+    match cli.cmd {
+        Cmd::Produce(a) => produce_cmd(a, command),
+        Cmd::Consume(a) => consume_cmd(a, command),
+        Cmd::E2e(a) => e2e_cmd(a, command),
+        Cmd::Plot(a) => plot_cmd(a),
+        Cmd::Plan(a) => plan_cmd(a),
+        Cmd::Calibrate(a) => calibrate_cmd(a, command),
+    }
+}
+
+pub fn produce_options(load: &Load, target: &Target, quiet: bool) -> Result<ProduceOptions> {
+    Ok(ProduceOptions {
+        topic: target.topic.clone(),
+        producer_group: load.producer_group.clone(),
+        size: SizeDist::parse(&load.size)?,
+        connections: load.connections,
+        inflight: load.inflight,
+        batch: load.batch,
+        tags: load.tags.clone(),
+        keys: load.keys,
+        rate: Rate::parse(&load.rate)?,
+        warmup: load.warmup,
+        duration: load.duration.or(if load.count.is_some() {
+            None
+        } else {
+            Some(Duration::from_secs(10))
+        }),
+        count: load.count,
+        timeout: target.timeout,
+        progress: !quiet,
+        stamp_intended: false,
+    })
+}
+
+fn produce_targets(target: &Target) -> Result<Vec<QueueSet>> {
+    let (mut sets, fallback) = route::for_produce(&target.namesrv, &target.topic, target.timeout)?;
+    route::limit_queues(&mut sets, target.queues);
+    if fallback {
+        eprintln!("topic {} has no route yet: sending with defaultTopic=TBW102 so the broker auto-creates it", target.topic);
+    }
+    let where_: Vec<String> = sets
+        .iter()
+        .map(|s| format!("{}@{} x{} queues", s.broker_name, s.addr, s.queue_ids.len()))
+        .collect();
+    eprintln!("brokers: {}", where_.join(", "));
+    Ok(sets)
+}
+
+fn settings_of(o: &ProduceOptions) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("topic".to_string(), o.topic.clone()),
+        ("size".to_string(), o.size.describe()),
+        ("connections".to_string(), o.connections.to_string()),
+        ("inflight".to_string(), o.inflight.to_string()),
+        ("batch".to_string(), o.batch.to_string()),
+        ("warmup".to_string(), format!("{:?}", o.warmup)),
+        ("rate".to_string(), o.rate.describe()),
+    ])
+}
+
+/// The summary of a produce run.
+pub fn produce_summary(
+    out: &ProduceOutcome,
+    o: &ProduceOptions,
+    label: &str,
+    command: &str,
+    started: u64,
+) -> Summary {
+    let rate = match o.rate {
+        Rate::PerSec(r) => Some(r),
+        Rate::Max => None,
+    };
+    let closed = rate.is_none();
+    report::summarize(SummaryInput {
+        label: label.to_string(),
+        workload: "produce",
+        rate,
+        command: command.to_string(),
+        started_unix_s: started,
+        measured_secs: out.measured.as_secs_f64(),
+        messages: out.stats.messages,
+        bytes: out.stats.bytes,
+        latency_kind: if closed {
+            "send (from send time)".into()
+        } else {
+            "send (from intended)".into()
+        },
+        latency: &out.stats.corrected,
+        uncorrected: if closed {
+            None
+        } else {
+            Some(&out.stats.uncorrected)
+        },
+        errors: out.stats.errors.clone(),
+        settings: settings_of(o),
+    })
+}
+
+fn now_s() -> u64 {
+    crate::util::wall_us_now() / 1_000_000
+}
+
+fn finish(
+    summary: &Summary,
+    output: &Output,
+    latency: &crate::hist::LatencyHistogram,
+) -> Result<bool> {
+    if let Some(dir) = &output.out {
+        for p in report::write_files(dir, summary, latency)? {
+            eprintln!("wrote {}", p.display());
+        }
+    }
+    print!("{}", report::console(summary));
+    Ok(summary.error_total == 0)
+}
+
+fn produce_cmd(a: ProduceArgs, command: &str) -> Result<bool> {
+    let opts = produce_options(&a.load, &a.target, a.output.quiet)?;
+    let sets = produce_targets(&a.target)?;
+    if let Some(ramp) = &a.ramp {
+        return ramp_cmd(&sets, &opts, ramp, &Slo::parse(&a.slo)?, &a.output, command)
+            .map(|(clean, _)| clean);
+    }
+    let label = a.output.label.clone().unwrap_or_else(|| "produce".into());
+    let started = now_s();
+    let out = crate::produce::run(&sets, &opts)?;
+    let summary = produce_summary(&out, &opts, &label, command, started);
+    finish(&summary, &a.output, &out.stats.corrected)
+}
+
+/// Runs every ramp step; returns (no step had errors, knee).
+fn ramp_cmd(
+    sets: &[QueueSet],
+    base: &ProduceOptions,
+    ramp: &str,
+    slo: &Slo,
+    output: &Output,
+    command: &str,
+) -> Result<(bool, Option<f64>)> {
+    let rates = crate::ramp::parse_ramp(ramp)?;
+    let label = output.label.clone().unwrap_or_else(|| "ramp".into());
+    let mut steps: Vec<Step> = Vec::new();
+    let mut consecutive_misses = 0;
+    for rate in rates {
+        let mut o = base.clone();
+        o.rate = Rate::PerSec(rate);
+        eprintln!("-- ramp step {rate} msg/s");
+        let started = now_s();
+        let out = crate::produce::run(sets, &o)?;
+        let summary = produce_summary(&out, &o, &format!("{label}-{rate:.0}"), command, started);
+        if let Some(dir) = &output.out {
+            report::write_files(dir, &summary, &out.stats.corrected)?;
+        }
+        let miss = slo.miss(&summary);
+        consecutive_misses = if miss.is_some() {
+            consecutive_misses + 1
+        } else {
+            0
+        };
+        steps.push(Step {
+            rate,
+            summary,
+            miss,
+        });
+        // Past saturation every further step only misses by more; two in a row is enough evidence.
+        if consecutive_misses >= 2 {
+            eprintln!("two consecutive steps missed the SLO: stopping the ramp");
+            break;
+        }
+    }
+    if let Some(dir) = &output.out {
+        let series: Vec<_> = steps
+            .iter()
+            .map(|s| crate::plot::Series::from_summary(&s.summary))
+            .collect();
+        let path = dir.join(format!("{label}.svg"));
+        crate::plot::draw(
+            &path,
+            &format!("{label}: ramp, SLO {}", slo.describe()),
+            &series,
+        )?;
+        eprintln!("wrote {}", path.display());
+    }
+    print!("{}", crate::ramp::table(&steps, slo));
+    let errors: u64 = steps.iter().map(|s| s.summary.error_total).sum();
+    if errors == 0 {
+        println!("OK: ramp finished, no errors");
+    } else {
+        println!("FAILED: {errors} errors across the ramp steps (see the table)");
+    }
+    Ok((errors == 0, crate::ramp::knee(&steps)))
+}
+
+fn consume_cmd(a: ConsumeArgs, command: &str) -> Result<bool> {
+    let from_first = match a.from.as_str() {
+        "first" => true,
+        "last" => false,
+        other => return err(format!("--from must be first or last, got {other}")),
+    };
+    let mut sets = route::for_consume(&a.target.namesrv, &a.target.topic, a.target.timeout)?;
+    route::limit_queues(&mut sets, a.target.queues);
+    let o = ConsumeOptions {
+        topic: a.target.topic.clone(),
+        group: a.group.clone(),
+        from_first,
+        duration: a.duration.or(if a.count.is_some() {
+            None
+        } else {
+            Some(Duration::from_secs(10))
+        }),
+        count: a.count,
+        warmup: a.warmup,
+        timeout: a.target.timeout,
+        progress: !a.output.quiet,
+        ..ConsumeOptions::default()
+    };
+    let started = now_s();
+    let (stats, window) = crate::consume::run(&sets, &o)?;
+    let summary = report::summarize(SummaryInput {
+        label: a.output.label.clone().unwrap_or_else(|| "consume".into()),
+        workload: "consume",
+        rate: None,
+        command: command.to_string(),
+        started_unix_s: started,
+        measured_secs: window.as_secs_f64(),
+        messages: stats.messages,
+        bytes: stats.bytes,
+        latency_kind: "age at delivery".into(),
+        latency: &stats.corrected,
+        uncorrected: None,
+        errors: stats.errors.clone(),
+        settings: BTreeMap::from([("group".into(), a.group), ("from".into(), a.from)]),
+    });
+    finish(&summary, &a.output, &stats.corrected)
+}
+
+fn e2e_cmd(a: E2eArgs, command: &str) -> Result<bool> {
+    let p = produce_options(&a.load, &a.target, a.output.quiet)?;
+    let sets = produce_targets(&a.target)?;
+    let c = ConsumeOptions {
+        topic: a.target.topic.clone(),
+        group: a.group.clone(),
+        from_first: false,
+        timeout: a.target.timeout,
+        ..ConsumeOptions::default()
+    };
+    let started = now_s();
+    let out = crate::e2e::run(&sets, &p, &c, a.drain)?;
+    let mut errors = out.delivered.errors.clone();
+    for (k, v) in &out.produced.stats.errors {
+        *errors.entry(format!("send: {k}")).or_insert(0) += v;
+    }
+    let missing = out
+        .produced
+        .stats
+        .messages
+        .saturating_sub(out.delivered.messages);
+    if missing > 0 {
+        errors.insert(format!("undelivered after {:?} drain", a.drain), missing);
+    }
+    let rate = match p.rate {
+        Rate::PerSec(r) => Some(r),
+        Rate::Max => None,
+    };
+    let mut summary = report::summarize(SummaryInput {
+        label: a.output.label.clone().unwrap_or_else(|| "e2e".into()),
+        workload: "e2e",
+        rate,
+        command: command.to_string(),
+        started_unix_s: started,
+        measured_secs: out
+            .produced
+            .measured
+            .as_secs_f64()
+            .max(out.delivered_window.as_secs_f64()),
+        messages: out.delivered.messages,
+        bytes: out.delivered.bytes,
+        latency_kind: "e2e (deliver-intended)".into(),
+        latency: &out.delivered.corrected,
+        uncorrected: None,
+        errors,
+        settings: settings_of(&p),
+    });
+    summary.other_latencies.insert(
+        "e2e (deliver-born ms)".into(),
+        Percentiles::of(&out.delivered.uncorrected),
+    );
+    summary.other_latencies.insert(
+        "send (from intended)".into(),
+        Percentiles::of(&out.produced.stats.corrected),
+    );
+    finish(&summary, &a.output, &out.delivered.corrected)
+}
+
+fn plot_cmd(a: PlotArgs) -> Result<bool> {
+    let series = a
+        .inputs
+        .iter()
+        .map(|p| crate::plot::Series::from_file(p))
+        .collect::<Result<Vec<_>>>()?;
+    crate::plot::draw(&a.out, &a.title, &series)?;
+    println!("wrote {} ({} lines)", a.out.display(), series.len());
+    Ok(true)
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| Error(format!("read {}: {e}", path.display())))
+}
+
+fn plan_cmd(a: PlanArgs) -> Result<bool> {
+    let w = crate::plan::parse_workload(&read(&a.workload)?)?;
+    let c = crate::plan::parse_calibration(&read(&a.calibration)?)?;
+    println!(
+        "capacity plan for {} with calibration {} ({}, {})",
+        a.workload.display(),
+        a.calibration.display(),
+        c.slo,
+        c.date
+    );
+    print!("{}", crate::plan::plan(&w, &c).render());
+    Ok(true)
+}
+
+fn calibrate_cmd(a: CalibrateArgs, command: &str) -> Result<bool> {
+    let probe_bytes = parse_bytes(&a.probe_bytes)
+        .ok_or_else(|| Error(format!("bad --probe-bytes {}", a.probe_bytes)))?;
+    let (disk, what) = crate::calibrate::disk_probe(&a.dir, probe_bytes)?;
+    println!("disk probe: {disk:.1} MB/s ({what})");
+    let slo = Slo::parse(&a.slo)?;
+    let size = SizeDist::parse(&a.load.size)?;
+    let (shard_rate, clean) = match a.shard_rate {
+        Some(r) => (r, true),
+        None => {
+            let opts = produce_options(&a.load, &a.target, true)?;
+            let sets = produce_targets(&a.target)?;
+            let output = Output {
+                out: None,
+                label: Some("calibrate".into()),
+                quiet: true,
+            };
+            let (clean, knee) = ramp_cmd(&sets, &opts, &a.ramp, &slo, &output, command)?;
+            let Some(knee) = knee else {
+                return err(format!(
+                    "no ramp step met {}: lower the ramp's FROM",
+                    slo.describe()
+                ));
+            };
+            println!(
+                "per-shard rate = knee {knee:.0} / {} shards = {:.0} msg/s",
+                a.shards,
+                knee / a.shards.max(1) as f64
+            );
+            (knee / a.shards.max(1) as f64, clean)
+        }
+    };
+    let cal = Calibration {
+        shard_msgs_per_sec_at_slo: shard_rate,
+        message_size_bytes: size.max() as f64,
+        slo: a.slo.clone(),
+        disk_write_mb_per_sec: disk,
+        disk_probe: what,
+        date: utc_timestamp(now_s()),
+        command: command.to_string(),
+    };
+    report::write(&a.out, &crate::calibrate::to_toml(&cal)?)?;
+    println!("wrote {}", a.out.display());
+    Ok(clean)
+}

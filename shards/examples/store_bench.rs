@@ -1,0 +1,298 @@
+//! Store append benchmark: N concurrent appenders per shard on one log each, in-process (no
+//! network), printing HDR latency percentiles and throughput.
+//!
+//! ```text
+//! cargo run --release -p rocketcore-shards --example store_bench -- \
+//!     --size 1024 --mode sync --appenders 64 --seconds 5 [--shards 2] [--rate 20000] [--dir PATH]
+//! ```
+//!
+//! Closed loop by default: each appender puts its next message as soon as the previous one
+//! completed (SYNC_FLUSH: after the fdatasync covering it). With `--rate N` (messages per second,
+//! all shards together) it is open loop: each appender follows a fixed schedule and a latency is
+//! measured from the moment the message was due, so a stall is not hidden by the schedule
+//! slipping (coordinated omission). The last line is `RESULT key=value ...` for scripts.
+
+use std::cell::{Cell, RefCell};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::Parser;
+use hdrhistogram::Histogram;
+use rocketcore_shards::message::record::MessageInput;
+use rocketcore_shards::placement::log_dir;
+use rocketcore_shards::runtime::{self, run_pool, RuntimeConfig, Shard};
+use rocketcore_shards::{FlushMode, Log, LogConfig};
+
+#[derive(Parser, Debug, Clone)]
+#[command(about = "rocketcore store append benchmark")]
+struct Args {
+    /// Message body size in bytes (a stored record adds ~110 bytes of header, topic, properties).
+    #[arg(long, default_value_t = 1024)]
+    size: usize,
+    /// sync (SYNC_FLUSH: complete after fdatasync) or async (ASYNC_FLUSH: complete in memory).
+    #[arg(long, default_value = "sync")]
+    mode: String,
+    /// Concurrent appenders per shard.
+    #[arg(long, default_value_t = 64)]
+    appenders: usize,
+    /// Measured seconds (after one second of warm-up).
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Shards (one log each); more than one runs them all together with run_pool.
+    #[arg(long, default_value_t = 1)]
+    shards: usize,
+    /// Fixed total rate in messages per second (open loop); 0 = as fast as possible.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Directory for the store: must be on the disk under test, not tmpfs. Default: a temp dir.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Commitlog segment size in MiB (preallocated).
+    #[arg(long, default_value_t = 1024)]
+    segment_mb: u64,
+    /// Pin each shard to its own core.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pin: bool,
+}
+
+/// What one shard measured.
+struct ShardReport {
+    latency_us: Histogram<u64>,
+    messages: u64,
+    record_bytes: u64,
+    payload_bytes: u64,
+    elapsed: Duration,
+    errors: u64,
+}
+
+fn message(size: usize, queue_id: i32) -> MessageInput {
+    MessageInput {
+        topic: "BenchTopic".into(),
+        queue_id,
+        flag: 0,
+        body: Bytes::from(vec![b'x'; size]),
+        properties: "TAGS\u{1}bench".into(),
+        sys_flag: 0,
+        born_timestamp: 1_700_000_000_000,
+        born_host: "127.0.0.1:40000".parse().expect("literal address"),
+        store_host: "127.0.0.1:10911".parse().expect("literal address"),
+        reconsume_times: 0,
+        prepared_transaction_offset: 0,
+    }
+}
+
+struct Counters {
+    latency_us: RefCell<Histogram<u64>>,
+    messages: Cell<u64>,
+    record_bytes: Cell<u64>,
+    errors: Cell<u64>,
+    measuring: Cell<bool>,
+    running: Cell<bool>,
+}
+
+async fn appender(log: Rc<Log>, c: Rc<Counters>, args: Args, id: usize, per_appender_rate: f64) {
+    let msg = message(args.size, (id % 8) as i32);
+    let interval =
+        (per_appender_rate > 0.0).then(|| Duration::from_secs_f64(1.0 / per_appender_rate));
+    // Spread the appenders' schedules over one interval so they do not fire in lockstep.
+    let mut due = Instant::now()
+        + interval
+            .map(|i| i.mul_f64(id as f64 / args.appenders as f64))
+            .unwrap_or_default();
+    while c.running.get() {
+        if interval.is_some() {
+            let now = Instant::now();
+            if due > now {
+                runtime::sleep(due - now).await;
+            }
+        } else {
+            due = Instant::now();
+        }
+        let result = log.put(std::slice::from_ref(&msg), true).await;
+        let done = Instant::now();
+        if c.measuring.get() {
+            match result {
+                Ok(r) => {
+                    c.messages.set(c.messages.get() + 1);
+                    c.record_bytes.set(
+                        c.record_bytes.get() + r.appended.iter().map(|a| a.2 as u64).sum::<u64>(),
+                    );
+                    let us = done.saturating_duration_since(due).as_micros() as u64;
+                    let _ = c.latency_us.borrow_mut().record(us.max(1));
+                }
+                Err(e) => {
+                    if c.errors.get() == 0 {
+                        eprintln!("first append error: {e}");
+                    }
+                    c.errors.set(c.errors.get() + 1);
+                }
+            }
+        }
+        if let Some(interval) = interval {
+            due += interval;
+        }
+    }
+}
+
+async fn run_shard(shard_id: usize, root: PathBuf, args: Args) -> Result<ShardReport, String> {
+    let mut cfg = LogConfig::new(log_dir(&root, shard_id as u16), shard_id as u16);
+    cfg.segment_bytes = args.segment_mb << 20;
+    cfg.flush_mode = if args.mode == "sync" {
+        FlushMode::Sync
+    } else {
+        FlushMode::Async
+    };
+    let log = Log::open(cfg).await.map_err(|e| e.to_string())?;
+    let c = Rc::new(Counters {
+        latency_us: RefCell::new(
+            Histogram::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?,
+        ),
+        messages: Cell::new(0),
+        record_bytes: Cell::new(0),
+        errors: Cell::new(0),
+        measuring: Cell::new(false),
+        running: Cell::new(true),
+    });
+    let per_appender_rate = args.rate as f64 / (args.shards * args.appenders) as f64;
+    let mut tasks = Vec::new();
+    for id in 0..args.appenders {
+        tasks.push(runtime::spawn_joinable(appender(
+            log.clone(),
+            c.clone(),
+            args.clone(),
+            id,
+            per_appender_rate,
+        )));
+    }
+    runtime::sleep(Duration::from_secs(1)).await;
+    c.measuring.set(true);
+    let started = Instant::now();
+    runtime::sleep(Duration::from_secs(args.seconds)).await;
+    c.measuring.set(false);
+    let elapsed = started.elapsed();
+    c.running.set(false);
+    for t in tasks {
+        t.await;
+    }
+    log.stop().await.map_err(|e| e.to_string())?;
+    let messages = c.messages.get();
+    let report = ShardReport {
+        latency_us: c.latency_us.borrow().clone(),
+        messages,
+        record_bytes: c.record_bytes.get(),
+        payload_bytes: messages * args.size as u64,
+        elapsed,
+        errors: c.errors.get(),
+    };
+    Ok(report)
+}
+
+fn is_tmpfs(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    let mut s: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path and `s` a properly sized out-parameter.
+    unsafe { libc::statfs(c.as_ptr(), &mut s) == 0 && s.f_type as u64 == libc::TMPFS_MAGIC as u64 }
+}
+
+fn main() -> Result<(), String> {
+    let args = Args::parse();
+    if args.mode != "sync" && args.mode != "async" {
+        return Err(format!("--mode must be sync or async, not {}", args.mode));
+    }
+    let temp;
+    let root = match &args.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).map_err(|e| format!("mkdir {}: {e}", d.display()))?;
+            temp = tempfile::tempdir_in(d).map_err(|e| e.to_string())?;
+            temp.path().to_path_buf()
+        }
+        None => {
+            temp = tempfile::tempdir().map_err(|e| e.to_string())?;
+            temp.path().to_path_buf()
+        }
+    };
+    if is_tmpfs(&root) {
+        return Err(format!(
+            "{} is on tmpfs: pass --dir on the disk under test",
+            root.display()
+        ));
+    }
+    let config = RuntimeConfig {
+        shards: args.shards.max(1),
+        pin: args.pin,
+        ..RuntimeConfig::default()
+    };
+    let shard_args = args.clone();
+    let shard_root = root.clone();
+    let (_stop, join) = run_pool(&config, move |shard: Rc<Shard<()>>| {
+        let (args, root) = (shard_args.clone(), shard_root.clone());
+        async move { run_shard(shard.id(), root, args).await }
+    })
+    .map_err(|e| e.to_string())?;
+    let reports = join
+        .join()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+    print_summary(&args, &reports);
+    drop(temp);
+    Ok(())
+}
+
+fn print_summary(args: &Args, reports: &[ShardReport]) {
+    let mut hist =
+        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds");
+    let (mut messages, mut record_bytes, mut payload_bytes, mut errors) = (0u64, 0u64, 0u64, 0u64);
+    let mut secs = 0f64;
+    for r in reports {
+        let _ = hist.add(&r.latency_us);
+        messages += r.messages;
+        record_bytes += r.record_bytes;
+        payload_bytes += r.payload_bytes;
+        errors += r.errors;
+        secs = secs.max(r.elapsed.as_secs_f64());
+    }
+    let secs = secs.max(1e-9);
+    let mb = |b: u64| b as f64 / secs / 1e6;
+    let q = |p: f64| hist.value_at_quantile(p);
+    println!(
+        "size={} mode={} appenders/shard={} shards={} rate={} seconds={:.1}",
+        args.size, args.mode, args.appenders, args.shards, args.rate, secs
+    );
+    println!(
+        "throughput: {:.0} msgs/s, {:.1} MB/s stored records, {:.1} MB/s payload, errors {}",
+        messages as f64 / secs,
+        mb(record_bytes),
+        mb(payload_bytes),
+        errors
+    );
+    println!(
+        "latency us: p50 {} p99 {} p99.9 {} max {} (n={})",
+        q(0.50),
+        q(0.99),
+        q(0.999),
+        hist.max(),
+        hist.len()
+    );
+    println!(
+        "RESULT mode={} size={} appenders={} shards={} rate={} msgs_per_s={:.0} record_mb_per_s={:.1} payload_mb_per_s={:.1} p50_us={} p99_us={} p999_us={} max_us={} errors={}",
+        args.mode,
+        args.size,
+        args.appenders,
+        args.shards,
+        args.rate,
+        messages as f64 / secs,
+        mb(record_bytes),
+        mb(payload_bytes),
+        q(0.50),
+        q(0.99),
+        q(0.999),
+        hist.max(),
+        errors
+    );
+}

@@ -1,0 +1,322 @@
+//! Consumer and producer groups as heartbeats describe them (§3.4): members, subscriptions,
+//! NOTIFY_CONSUMER_IDS_CHANGED when membership changes, and 120 s expiry.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::net::Conn;
+use crate::remoting::codes::request;
+use crate::remoting::RemotingCommand;
+use rocketcore_shards::message::hash::java_string_hash;
+
+pub const CHANNEL_EXPIRY: Duration = Duration::from_secs(120);
+
+static NEXT_OPAQUE: AtomicI32 = AtomicI32::new(1);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    pub topic: String,
+    pub sub_string: String,
+    /// Empty means every tag.
+    pub codes: BTreeSet<i32>,
+    pub sub_version: i64,
+}
+
+impl Subscription {
+    /// Parses a TAG expression: `*` or empty matches all; otherwise tags joined by `||`.
+    pub fn from_expression(topic: &str, expr: &str, sub_version: i64) -> Self {
+        let expr = expr.trim();
+        let codes = if expr.is_empty() || expr == "*" {
+            BTreeSet::new()
+        } else {
+            expr.split("||")
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(java_string_hash)
+                .collect()
+        };
+        Self {
+            topic: topic.into(),
+            sub_string: expr.into(),
+            codes,
+            sub_version,
+        }
+    }
+
+    /// The broker's check is on the tag hash only; clients re-check the exact tag.
+    pub fn matches(&self, tag_code: i64) -> bool {
+        self.codes.is_empty() || self.codes.contains(&(tag_code as i32))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub conn: Conn,
+    pub last_heartbeat: Instant,
+}
+
+#[derive(Debug, Default)]
+pub struct Group {
+    pub members: BTreeMap<String, Member>,
+    pub subscriptions: BTreeMap<String, Subscription>,
+    pub consume_from_where: String,
+    pub message_model: String,
+}
+
+#[derive(Debug, Default)]
+pub struct ConsumerManager {
+    pub groups: BTreeMap<String, Group>,
+    pub producers: BTreeMap<String, BTreeMap<String, Member>>,
+}
+
+/// A consumer entry of a heartbeat body.
+#[derive(Debug, Clone)]
+pub struct ConsumerData {
+    pub group: String,
+    pub consume_from_where: String,
+    pub message_model: String,
+    pub subscriptions: Vec<Subscription>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Heartbeat {
+    pub client_id: String,
+    pub consumers: Vec<ConsumerData>,
+    pub producer_groups: Vec<String>,
+}
+
+/// Enum fields arrive as names (Java) or ordinals (some SDKs).
+fn enum_text(v: &Value, names: &[&str]) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n
+            .as_u64()
+            .and_then(|i| names.get(i as usize))
+            .map(|s| s.to_string())
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+fn int_of(v: &Value) -> i64 {
+    v.as_i64()
+        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+        .unwrap_or(0)
+}
+
+const CONSUME_FROM: [&str; 6] = [
+    "CONSUME_FROM_LAST_OFFSET",
+    "CONSUME_FROM_LAST_OFFSET_AND_FROM_MIN_WHEN_BOOT_FIRST",
+    "CONSUME_FROM_MIN_OFFSET",
+    "CONSUME_FROM_MAX_OFFSET",
+    "CONSUME_FROM_FIRST_OFFSET",
+    "CONSUME_FROM_TIMESTAMP",
+];
+
+/// Parses HeartbeatData leniently (ordinals, string subVersion, missing optional fields).
+pub fn parse_heartbeat(body: &[u8]) -> Result<Heartbeat, String> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| format!("heartbeat body is not JSON: {e}"))?;
+    let client_id = v["clientID"]
+        .as_str()
+        .ok_or("heartbeat has no clientID")?
+        .to_string();
+    let mut consumers = Vec::new();
+    for c in v["consumerDataSet"].as_array().into_iter().flatten() {
+        let Some(group) = c["groupName"].as_str() else {
+            continue;
+        };
+        let subscriptions = c["subscriptionDataSet"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| {
+                let topic = s["topic"].as_str()?;
+                Some(Subscription::from_expression(
+                    topic,
+                    s["subString"].as_str().unwrap_or("*"),
+                    int_of(&s["subVersion"]),
+                ))
+            })
+            .collect();
+        consumers.push(ConsumerData {
+            group: group.to_string(),
+            consume_from_where: enum_text(&c["consumeFromWhere"], &CONSUME_FROM),
+            message_model: enum_text(&c["messageModel"], &["BROADCASTING", "CLUSTERING"]),
+            subscriptions,
+        });
+    }
+    let producer_groups = v["producerDataSet"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["groupName"].as_str().map(str::to_string))
+        .collect();
+    Ok(Heartbeat {
+        client_id,
+        consumers,
+        producer_groups,
+    })
+}
+
+impl ConsumerManager {
+    /// Records a heartbeat; returns the groups whose member set changed.
+    pub fn heartbeat(&mut self, hb: &Heartbeat, conn: &Conn) -> Vec<String> {
+        let now = Instant::now();
+        let mut changed = Vec::new();
+        for c in &hb.consumers {
+            let g = self.groups.entry(c.group.clone()).or_default();
+            let member = Member {
+                conn: conn.clone(),
+                last_heartbeat: now,
+            };
+            let new_member = g
+                .members
+                .insert(hb.client_id.clone(), member)
+                .is_none_or(|old| old.conn.id != conn.id);
+            g.consume_from_where = c.consume_from_where.clone();
+            g.message_model = c.message_model.clone();
+            for s in &c.subscriptions {
+                g.subscriptions.insert(s.topic.clone(), s.clone());
+            }
+            if new_member {
+                changed.push(c.group.clone());
+            }
+        }
+        for p in &hb.producer_groups {
+            self.producers.entry(p.clone()).or_default().insert(
+                hb.client_id.clone(),
+                Member {
+                    conn: conn.clone(),
+                    last_heartbeat: now,
+                },
+            );
+        }
+        changed
+    }
+
+    pub fn unregister(
+        &mut self,
+        client_id: &str,
+        consumer_group: Option<&str>,
+        producer_group: Option<&str>,
+    ) -> Vec<String> {
+        let mut changed = Vec::new();
+        if let Some(g) = consumer_group {
+            if let Some(group) = self.groups.get_mut(g) {
+                if group.members.remove(client_id).is_some() {
+                    changed.push(g.to_string());
+                }
+            }
+        }
+        if let Some(p) = producer_group {
+            if let Some(m) = self.producers.get_mut(p) {
+                m.remove(client_id);
+            }
+        }
+        changed
+    }
+
+    /// Removes every member on a closed connection (or silent too long).
+    pub fn remove_where(&mut self, dead: impl Fn(&Member) -> bool) -> Vec<String> {
+        let mut changed = Vec::new();
+        for (name, g) in self.groups.iter_mut() {
+            let before = g.members.len();
+            g.members.retain(|_, m| !dead(m));
+            if g.members.len() != before {
+                changed.push(name.clone());
+            }
+        }
+        for m in self.producers.values_mut() {
+            m.retain(|_, m| !dead(m));
+        }
+        changed
+    }
+
+    pub fn expire(&mut self) -> Vec<String> {
+        self.remove_where(|m| m.last_heartbeat.elapsed() > CHANNEL_EXPIRY)
+    }
+
+    pub fn member_ids(&self, group: &str) -> Vec<String> {
+        self.groups
+            .get(group)
+            .map(|g| g.members.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn subscription(&self, group: &str, topic: &str) -> Option<Subscription> {
+        self.groups
+            .get(group)
+            .and_then(|g| g.subscriptions.get(topic))
+            .cloned()
+    }
+
+    /// Sends NOTIFY_CONSUMER_IDS_CHANGED (oneway) to every member of `group`.
+    pub fn notify(&self, group: &str) {
+        let Some(g) = self.groups.get(group) else {
+            return;
+        };
+        for m in g.members.values() {
+            let cmd = RemotingCommand::request(
+                request::NOTIFY_CONSUMER_IDS_CHANGED,
+                NEXT_OPAQUE.fetch_add(1, Ordering::Relaxed),
+            )
+            .with_field("consumerGroup", group)
+            .mark_oneway();
+            // A full or closed outbound queue means the client is gone or stuck; it will rebalance
+            // on its own 20 s timer.
+            let _ = m.conn.outbound.try_send(cmd);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_java_heartbeat_parses() {
+        let body = br#"{"clientID":"10.0.0.5@12345#86328749322345",
+ "consumerDataSet":[{"consumeFromWhere":"CONSUME_FROM_LAST_OFFSET","consumeType":"CONSUME_PASSIVELY","groupName":"CG",
+   "messageModel":"CLUSTERING","unitMode":false,"subscriptionDataSet":[
+   {"classFilterMode":false,"codeSet":[2598919],"expressionType":"TAG","subString":"TagA","subVersion":1700000000123,
+    "tagsSet":["TagA"],"topic":"TopicTest"}]}],
+ "producerDataSet":[{"groupName":"CLIENT_INNER_PRODUCER"}]}"#;
+        let hb = parse_heartbeat(body).expect("parses");
+        assert_eq!(
+            hb.consumers[0].subscriptions[0].codes,
+            BTreeSet::from([2598919])
+        );
+        assert_eq!(hb.consumers[0].message_model, "CLUSTERING");
+        assert_eq!(
+            hb.producer_groups,
+            vec!["CLIENT_INNER_PRODUCER".to_string()]
+        );
+    }
+
+    #[test]
+    fn ordinals_and_string_sub_versions_are_accepted() {
+        let body = br#"{"clientID":"c","consumerDataSet":[{"groupName":"G","messageModel":1,"consumeFromWhere":4,
+            "subscriptionDataSet":[{"topic":"T","subString":"a || b","subVersion":"17"}]}]}"#;
+        let hb = parse_heartbeat(body).expect("parses");
+        let c = &hb.consumers[0];
+        assert_eq!(c.message_model, "CLUSTERING");
+        assert_eq!(c.consume_from_where, "CONSUME_FROM_FIRST_OFFSET");
+        assert_eq!(c.subscriptions[0].sub_version, 17);
+        assert_eq!(c.subscriptions[0].codes.len(), 2);
+        assert!(parse_heartbeat(b"{}").is_err());
+        assert!(parse_heartbeat(b"nope").is_err());
+    }
+
+    #[test]
+    fn star_matches_everything_and_tags_match_by_hash() {
+        let all = Subscription::from_expression("T", "*", 0);
+        assert!(all.matches(0) && all.matches(12345));
+        let a = Subscription::from_expression("T", "TagA", 0);
+        assert!(a.matches(2598919));
+        assert!(!a.matches(0));
+    }
+}

@@ -1,0 +1,85 @@
+//! HEART_BEAT, UNREGISTER_CLIENT, GET_CONSUMER_LIST_BY_GROUP and connection close (§3.4, §3.5).
+
+use std::rc::Rc;
+
+use super::{required, Reject, Reply};
+use crate::broker::consumers::parse_heartbeat;
+use crate::broker::topics::{TopicConfig, PERM_READ, PERM_WRITE};
+use crate::broker::{lock, ShardCtx};
+use crate::net::Conn;
+use crate::remoting::codes::response as rs;
+use crate::remoting::RemotingCommand;
+
+pub fn heartbeat(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand, conn: &Conn) -> Reply {
+    let hb = parse_heartbeat(&cmd.body).map_err(|e| Reject::new(rs::SYSTEM_ERROR, e))?;
+    let shared = &ctx.shared;
+    let mut created_topic = false;
+    for c in &hb.consumers {
+        let g = lock(&shared.groups)
+            .find_or_create(&c.group, shared.cfg.auto_create_subscription_group)
+            .map_err(|e| Reject::new(rs::SYSTEM_ERROR, e.to_string()))?;
+        let Some(g) = g else {
+            return Err(Reject::new(
+                rs::SUBSCRIPTION_GROUP_NOT_EXIST,
+                format!("subscription group [{}] does not exist", c.group),
+            ));
+        };
+        let retry = format!("%RETRY%{}", c.group);
+        let mut topics = lock(&shared.topics);
+        if topics.get(&retry).is_none() && g.retry_queue_nums > 0 {
+            topics
+                .put(TopicConfig::new(
+                    &retry,
+                    g.retry_queue_nums,
+                    PERM_READ | PERM_WRITE,
+                ))
+                .map_err(|e| Reject::new(rs::SYSTEM_ERROR, e.to_string()))?;
+            created_topic = true;
+        }
+    }
+    if created_topic {
+        shared.request_registration();
+    }
+    let changed = {
+        let mut consumers = lock(&shared.consumers);
+        let changed = consumers.heartbeat(&hb, conn);
+        for g in &changed {
+            consumers.notify(g);
+        }
+        changed
+    };
+    if !changed.is_empty() {
+        tracing::info!(client = %hb.client_id, groups = ?changed, "consumer group membership changed");
+    }
+    Ok(RemotingCommand::response_to(cmd, rs::SUCCESS))
+}
+
+pub fn unregister(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
+    let client = required(cmd, "clientID")?;
+    let mut consumers = lock(&ctx.shared.consumers);
+    for g in consumers.unregister(
+        client,
+        cmd.field("consumerGroup"),
+        cmd.field("producerGroup"),
+    ) {
+        consumers.notify(&g);
+    }
+    Ok(RemotingCommand::response_to(cmd, rs::SUCCESS))
+}
+
+pub fn consumer_list(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
+    let group = required(cmd, "consumerGroup")?;
+    let ids = lock(&ctx.shared.consumers).member_ids(group);
+    if ids.is_empty() {
+        return Err(Reject::new(rs::SYSTEM_ERROR, "no consumer for this group"));
+    }
+    let body = serde_json::json!({ "consumerIdList": ids }).to_string();
+    Ok(RemotingCommand::response_to(cmd, rs::SUCCESS).with_body(body.into_bytes()))
+}
+
+pub fn connection_closed(ctx: &Rc<ShardCtx>, conn: &Conn) {
+    let mut consumers = lock(&ctx.shared.consumers);
+    for g in consumers.remove_where(|m| m.conn.id == conn.id) {
+        consumers.notify(&g);
+    }
+}

@@ -1,0 +1,341 @@
+//! SEND_MESSAGE, SEND_MESSAGE_V2, SEND_BATCH_MESSAGE and CONSUMER_SEND_MSG_BACK (§3.1, §3.6, §4.4).
+
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::{Buf, Bytes};
+use rocketcore_shards::message::properties::{self, CLUSTER, WAIT};
+use rocketcore_shards::message::record::{decode, MessageInput};
+use rocketcore_shards::PutStatus;
+
+use super::{field, int_field, required_int, Reject, Reply};
+use crate::broker::queue_ops::{execute, QueueOp, QueueReply};
+use crate::broker::topics::{
+    validate_topic_name, TopicConfig, PERM_READ, PERM_WRITE, SYSTEM_TOPICS,
+};
+use crate::broker::{lock, ShardCtx};
+use crate::remoting::codes::{request as rq, response as rs};
+use crate::remoting::command::parse_bool;
+use crate::remoting::RemotingCommand;
+
+static PICK: AtomicU64 = AtomicU64::new(0x9E37_79B9_7F4A_7C15);
+
+/// The offsetMsgId (§4.5): uppercase hex of store IP, store port and physical offset.
+pub fn offset_msg_id(store: SocketAddr, phys: u64) -> String {
+    let mut bytes = Vec::with_capacity(28);
+    match store.ip() {
+        IpAddr::V4(ip) => bytes.extend_from_slice(&ip.octets()),
+        IpAddr::V6(ip) => bytes.extend_from_slice(&ip.octets()),
+    }
+    bytes.extend_from_slice(&(store.port() as i32).to_be_bytes());
+    bytes.extend_from_slice(&phys.to_be_bytes());
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+/// Finds (or auto-creates, §6.2) the topic a send targets.
+pub fn topic_for_send(
+    ctx: &Rc<ShardCtx>,
+    topic: &str,
+    default_topic: Option<&str>,
+    queues: i32,
+) -> Result<TopicConfig, Reject> {
+    let cfg = &ctx.shared.cfg;
+    let mut topics = lock(&ctx.shared.topics);
+    if let Some(tc) = topics.get(topic) {
+        return Ok(tc.clone());
+    }
+    let io = |e: rocketcore_shards::StoreError| {
+        Reject::new(rs::SYSTEM_ERROR, format!("cannot persist topics.json: {e}"))
+    };
+    let created = if cfg.auto_create_topic_enable && default_topic.is_some() {
+        topics
+            .auto_create(topic, default_topic.unwrap_or_default(), queues)
+            .map_err(io)?
+    } else {
+        None
+    };
+    let created = match created {
+        Some(tc) => Some(tc),
+        None if topic.starts_with("%RETRY%") || topic.starts_with("%DLQ%") => {
+            let tc = TopicConfig::new(topic, 1, PERM_READ | PERM_WRITE);
+            topics.put(tc.clone()).map_err(io)?;
+            Some(tc)
+        }
+        None => None,
+    };
+    drop(topics);
+    match created {
+        Some(tc) => {
+            ctx.shared.request_registration();
+            Ok(tc)
+        }
+        None => Err(Reject::new(
+            rs::TOPIC_NOT_EXIST,
+            format!("topic[{topic}] not exist, apply first please!"),
+        )),
+    }
+}
+
+pub async fn handle(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand, peer: SocketAddr) -> Reply {
+    let cfg = &ctx.shared.cfg;
+    let topic = field(cmd, "topic", "b")
+        .ok_or_else(|| Reject::new(rs::SYSTEM_ERROR, "missing header field `topic` (b)"))?;
+    if cfg.broker_permission & PERM_WRITE == 0 {
+        return Err(Reject::new(
+            rs::NO_PERMISSION,
+            format!(
+                "the broker[{}] sending message is forbidden",
+                cfg.broker_name
+            ),
+        ));
+    }
+    validate_topic_name(topic).map_err(|e| Reject::new(rs::SYSTEM_ERROR, e))?;
+    if SYSTEM_TOPICS.contains(&topic) {
+        return Err(Reject::new(
+            rs::SYSTEM_ERROR,
+            format!("the topic[{topic}] is conflict with system topic"),
+        ));
+    }
+    let queues = int_field(
+        "defaultTopicQueueNums",
+        field(cmd, "defaultTopicQueueNums", "d"),
+    )?
+    .unwrap_or(4) as i32;
+    let tc = topic_for_send(ctx, topic, field(cmd, "defaultTopic", "c"), queues)?;
+    if tc.perm & PERM_WRITE == 0 {
+        return Err(Reject::new(
+            rs::NO_PERMISSION,
+            format!("the topic[{topic}] sending message is forbidden"),
+        ));
+    }
+    let mut queue_id = int_field("queueId", field(cmd, "queueId", "e"))?
+        .ok_or_else(|| Reject::new(rs::SYSTEM_ERROR, "missing header field `queueId` (e)"))?
+        as i32;
+    if queue_id < 0 {
+        queue_id = (PICK.fetch_add(0x9E37_79B9, Ordering::Relaxed)
+            % tc.write_queue_nums.max(1) as u64) as i32;
+    }
+    if queue_id >= tc.queue_count() {
+        return Err(Reject::new(
+            rs::SYSTEM_ERROR,
+            format!(
+                "request queueId[{queue_id}] is illegal, topic {topic} has {} queues",
+                tc.queue_count()
+            ),
+        ));
+    }
+    let mut props = properties::parse(field(cmd, "properties", "i").unwrap_or(""));
+    let wait = properties::get(&props, WAIT) != Some("false");
+    properties::remove(&mut props, WAIT);
+    properties::set(&mut props, CLUSTER, &cfg.broker_cluster_name);
+    let base = MessageInput {
+        topic: topic.to_string(),
+        queue_id,
+        flag: int_field("flag", field(cmd, "flag", "h"))?.unwrap_or(0) as i32,
+        body: Bytes::new(),
+        properties: String::new(),
+        sys_flag: int_field("sysFlag", field(cmd, "sysFlag", "f"))?.unwrap_or(0) as i32,
+        born_timestamp: int_field("bornTimestamp", field(cmd, "bornTimestamp", "g"))?
+            .unwrap_or_else(rocketcore_shards::store::now_ms),
+        born_host: peer,
+        store_host: ctx.shared.store_host(),
+        reconsume_times: int_field("reconsumeTimes", field(cmd, "reconsumeTimes", "j"))?
+            .unwrap_or(0) as i32,
+        prepared_transaction_offset: 0,
+    };
+    let batch =
+        cmd.code == rq::SEND_BATCH_MESSAGE || field(cmd, "batch", "m").is_some_and(parse_bool);
+    let msgs = if batch {
+        decode_batch(&cmd.body, &base, &props, cfg.max_message_size)?
+    } else {
+        if cmd.body.len() > cfg.max_message_size {
+            return Err(Reject::new(
+                rs::MESSAGE_ILLEGAL,
+                format!(
+                    "message body size {} exceeds maxMessageSize {}",
+                    cmd.body.len(),
+                    cfg.max_message_size
+                ),
+            ));
+        }
+        vec![MessageInput {
+            body: cmd.body.clone(),
+            properties: properties::encode(&props),
+            ..base.clone()
+        }]
+    };
+    put(ctx, cmd, msgs, wait).await
+}
+
+async fn put(
+    ctx: &Rc<ShardCtx>,
+    cmd: &RemotingCommand,
+    msgs: Vec<MessageInput>,
+    wait: bool,
+) -> Reply {
+    let (topic, queue_id) = match msgs.first() {
+        Some(m) => (m.topic.clone(), m.queue_id),
+        None => return Err(Reject::new(rs::MESSAGE_ILLEGAL, "empty batch")),
+    };
+    let log = ctx
+        .shared
+        .log_of(&topic, queue_id)
+        .map_err(|e| Reject::new(rs::SYSTEM_ERROR, e))?;
+    let store = ctx.shared.store_host();
+    match execute(ctx, log, QueueOp::Put { msgs, wait }).await {
+        QueueReply::Put(Ok(r)) => {
+            let code = match r.status {
+                PutStatus::Ok => rs::SUCCESS,
+                PutStatus::FlushDiskTimeout => rs::FLUSH_DISK_TIMEOUT,
+            };
+            let ids: Vec<String> = r
+                .appended
+                .iter()
+                .map(|(_, phys, _)| offset_msg_id(store, *phys))
+                .collect();
+            let first_offset = r.appended.first().map(|a| a.0).unwrap_or(0);
+            Ok(RemotingCommand::response_to(cmd, code)
+                .with_field("msgId", ids.join(","))
+                .with_field("queueId", queue_id)
+                .with_field("queueOffset", first_offset)
+                .with_field("MSG_REGION", "DefaultRegion")
+                .with_field("TRACE_ON", "true"))
+        }
+        QueueReply::Put(Err((code, remark))) => Err(Reject::new(code, remark)),
+        other => Err(Reject::new(
+            rs::SYSTEM_ERROR,
+            format!("unexpected store reply {other:?}"),
+        )),
+    }
+}
+
+/// Splits a batch body (§4.4) into messages carrying their own properties plus the batch's.
+fn decode_batch(
+    body: &Bytes,
+    base: &MessageInput,
+    batch_props: &[(String, String)],
+    max_message_size: usize,
+) -> Result<Vec<MessageInput>, Reject> {
+    if body.len() > max_message_size {
+        return Err(Reject::new(
+            rs::MESSAGE_ILLEGAL,
+            format!(
+                "batch body size {} exceeds maxMessageSize {max_message_size}",
+                body.len()
+            ),
+        ));
+    }
+    let bad = |why: &str| Reject::new(rs::MESSAGE_ILLEGAL, format!("malformed batch body: {why}"));
+    let mut out = Vec::new();
+    let mut pos = 0usize;
+    while pos < body.len() {
+        let mut b = &body[pos..];
+        if b.remaining() < 20 {
+            return Err(bad("truncated record header"));
+        }
+        let total = b.get_i32();
+        let (_magic, _crc, flag) = (b.get_i32(), b.get_i32(), b.get_i32());
+        let body_len = b.get_i32();
+        if total < 22
+            || pos + total as usize > body.len()
+            || body_len < 0
+            || body_len as usize + 22 > total as usize
+        {
+            return Err(bad("record lengths disagree"));
+        }
+        let body_at = pos + 20;
+        let msg_body = body.slice(body_at..body_at + body_len as usize);
+        b.advance(body_len as usize);
+        let props_len = b.get_i16();
+        if props_len < 0 || 20 + body_len as usize + 2 + props_len as usize != total as usize {
+            return Err(bad("properties length disagrees with record size"));
+        }
+        let own = std::str::from_utf8(&b[..props_len as usize])
+            .map_err(|_| bad("properties are not UTF-8"))?;
+        let mut props = properties::parse(own);
+        properties::remove(&mut props, WAIT);
+        // Batch-level properties (CLUSTER, the batch's own UNIQ_KEY if a client sets one) add to,
+        // never replace, the message's own: its UNIQ_KEY is the id its producer returned.
+        for (k, v) in batch_props {
+            if properties::get(&props, k).is_none() {
+                props.push((k.clone(), v.clone()));
+            }
+        }
+        out.push(MessageInput {
+            body: msg_body,
+            flag,
+            properties: properties::encode(&props),
+            ..base.clone()
+        });
+        pos += total as usize;
+    }
+    if out.is_empty() {
+        return Err(bad("no messages"));
+    }
+    Ok(out)
+}
+
+/// CONSUMER_SEND_MSG_BACK: the failed message goes to `%RETRY%group`, or after too many tries to
+/// `%DLQ%group`. Delay levels are not scheduled yet: the retry is delivered at once.
+pub async fn send_back(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
+    let phys = required_int(cmd, "offset")? as u64;
+    let group = super::required(cmd, "group")?.to_string();
+    let delay_level = int_field("delayLevel", cmd.field("delayLevel"))?.unwrap_or(0);
+    let max_reconsume =
+        int_field("maxReconsumeTimes", cmd.field("maxReconsumeTimes"))?.unwrap_or(16);
+    let log_id = (phys >> 48) as u16;
+    let record = match execute(ctx, log_id, QueueOp::ReadAt { phys }).await {
+        QueueReply::Record(b) => b,
+        QueueReply::Failed(e) => return Err(Reject::new(rs::SYSTEM_ERROR, e)),
+        other => {
+            return Err(Reject::new(
+                rs::SYSTEM_ERROR,
+                format!("unexpected store reply {other:?}"),
+            ))
+        }
+    };
+    let r = decode(&record)
+        .ok_or_else(|| Reject::new(rs::SYSTEM_ERROR, format!("no message at offset {phys}")))?;
+    let mut props = properties::parse(&r.properties);
+    if properties::get(&props, "RETRY_TOPIC").is_none() {
+        properties::set(&mut props, "RETRY_TOPIC", &r.topic);
+    }
+    if let Some(origin) = cmd.field("originMsgId") {
+        properties::set(&mut props, "ORIGIN_MESSAGE_ID", origin);
+    }
+    let reconsume = r.reconsume_times + 1;
+    let target = if delay_level < 0 || reconsume as i64 > max_reconsume {
+        format!("%DLQ%{group}")
+    } else {
+        format!("%RETRY%{group}")
+    };
+    topic_for_send(ctx, &target, None, 1)?;
+    let msg = MessageInput {
+        topic: target,
+        queue_id: 0,
+        flag: r.flag,
+        body: r.body.clone(),
+        properties: properties::encode(&props),
+        sys_flag: r.sys_flag,
+        born_timestamp: r.born_timestamp,
+        born_host: r.born_host,
+        store_host: ctx.shared.store_host(),
+        reconsume_times: reconsume,
+        prepared_transaction_offset: 0,
+    };
+    put(ctx, cmd, vec![msg], false)
+        .await
+        .map(|_| RemotingCommand::response_to(cmd, rs::SUCCESS))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offset_msg_id_is_32_hex_chars_for_ipv4() {
+        let id = offset_msg_id("127.0.0.1:10911".parse().expect("addr"), 0x1234);
+        assert_eq!(id, "7F00000100002A9F0000000000001234");
+    }
+}

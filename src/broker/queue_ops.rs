@@ -1,0 +1,263 @@
+//! Operations on one queue, executed on the shard that owns the queue's log. A request read on
+//! another shard crosses the mesh as a typed operation (bodies as `Bytes`, never copied) and
+//! its reply comes back the same way.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use rocketcore_shards::message::record::MessageInput;
+use rocketcore_shards::{GetResult, GetStatus, Log, PutResult, StoreError};
+
+use super::consumers::Subscription;
+use super::ShardCtx;
+use crate::remoting::codes::response as rs;
+
+#[derive(Debug)]
+pub enum QueueOp {
+    Put {
+        msgs: Vec<MessageInput>,
+        wait: bool,
+    },
+    Pull(PullOp),
+    CommitOffset {
+        group: String,
+        topic: String,
+        queue_id: i32,
+        offset: i64,
+    },
+    QueryOffset {
+        group: String,
+        topic: String,
+        queue_id: i32,
+    },
+    MaxOffset {
+        topic: String,
+        queue_id: i32,
+    },
+    MinOffset {
+        topic: String,
+        queue_id: i32,
+    },
+    SearchByTime {
+        topic: String,
+        queue_id: i32,
+        timestamp: i64,
+    },
+    EarliestTime {
+        topic: String,
+        queue_id: i32,
+    },
+    /// One stored record by physical offset (VIEW_MESSAGE_BY_ID, CONSUMER_SEND_MSG_BACK).
+    ReadAt {
+        phys: u64,
+    },
+}
+
+#[derive(Debug)]
+pub struct PullOp {
+    pub group: String,
+    pub topic: String,
+    pub queue_id: i32,
+    pub offset: u64,
+    pub max_msgs: usize,
+    pub commit_offset: Option<i64>,
+    pub suspend: Option<Duration>,
+    pub subscription: Option<Subscription>,
+}
+
+#[derive(Debug)]
+pub enum QueueReply {
+    Put(Result<PutResult, (i32, String)>),
+    Get(GetResult),
+    Offset(Option<i64>),
+    /// QUERY_CONSUMER_OFFSET with no stored offset: (min offset, first entry still in memory).
+    NoOffset {
+        min: u64,
+        first_in_memory: bool,
+    },
+    Value(i64),
+    Record(bytes::Bytes),
+    Done,
+    Failed(String),
+}
+
+pub struct MeshCall {
+    pub log_id: u16,
+    pub op: QueueOp,
+    pub reply: async_channel::Sender<QueueReply>,
+}
+
+/// Runs `op` on the log's owner: here, or across the mesh.
+pub async fn execute(ctx: &Rc<ShardCtx>, log_id: u16, op: QueueOp) -> QueueReply {
+    let owner = ctx.shared.owner_shard(log_id);
+    if owner == ctx.shard.id() {
+        return execute_local(ctx, log_id, op).await;
+    }
+    let (tx, rx) = async_channel::bounded(1);
+    if ctx
+        .shard
+        .send_to(
+            owner,
+            MeshCall {
+                log_id,
+                op,
+                reply: tx,
+            },
+        )
+        .await
+        .is_err()
+    {
+        return QueueReply::Failed(format!("shard {owner} is not reachable"));
+    }
+    rx.recv()
+        .await
+        .unwrap_or_else(|_| QueueReply::Failed(format!("shard {owner} dropped the request")))
+}
+
+/// Serves operations other shards send here.
+pub fn serve_mesh(ctx: &Rc<ShardCtx>) {
+    let c = ctx.clone();
+    ctx.shard.serve(move |call: MeshCall| {
+        let c = c.clone();
+        rocketcore_shards::runtime::spawn(async move {
+            let reply = execute_local(&c, call.log_id, call.op).await;
+            let _ = call.reply.send(reply).await;
+        });
+    });
+}
+
+pub fn store_error_code(e: &StoreError) -> i32 {
+    match e {
+        StoreError::DiskFull { .. } | StoreError::ShuttingDown => rs::SERVICE_NOT_AVAILABLE,
+        StoreError::MessageIllegal(_) | StoreError::RecordTooLarge { .. } => rs::MESSAGE_ILLEGAL,
+        StoreError::FlushTimeout => rs::FLUSH_DISK_TIMEOUT,
+        _ => rs::SYSTEM_ERROR,
+    }
+}
+
+async fn execute_local(ctx: &Rc<ShardCtx>, log_id: u16, op: QueueOp) -> QueueReply {
+    let Some(log) = ctx.log(log_id) else {
+        return QueueReply::Failed(format!(
+            "log {log_id} is not open on shard {}",
+            ctx.shard.id()
+        ));
+    };
+    debug_assert_eq!(
+        ctx.shared.owner_shard(log_id),
+        ctx.shard.id(),
+        "queue op on a shard that does not own the log"
+    );
+    match op {
+        QueueOp::Put { msgs, wait } => QueueReply::Put(
+            log.put(&msgs, wait)
+                .await
+                .map_err(|e| (store_error_code(&e), e.to_string())),
+        ),
+        QueueOp::Pull(p) => QueueReply::Get(pull(&log, p).await),
+        QueueOp::CommitOffset {
+            group,
+            topic,
+            queue_id,
+            offset,
+        } => {
+            log.commit_offset(&group, &topic, queue_id, offset);
+            QueueReply::Done
+        }
+        QueueOp::QueryOffset {
+            group,
+            topic,
+            queue_id,
+        } => match log.query_offset(&group, &topic, queue_id) {
+            Some(o) => QueueReply::Offset(Some(o)),
+            None => {
+                let min = log.min_offset(&topic, queue_id);
+                let first_in_memory = match log.entry(&topic, queue_id, min) {
+                    None => true,
+                    Some(e) => {
+                        log.commitlog().write_pos().saturating_sub(e.phys)
+                            < in_memory_window_bytes()
+                    }
+                };
+                QueueReply::NoOffset {
+                    min,
+                    first_in_memory,
+                }
+            }
+        },
+        QueueOp::MaxOffset { topic, queue_id } => {
+            QueueReply::Value(log.max_offset(&topic, queue_id) as i64)
+        }
+        QueueOp::MinOffset { topic, queue_id } => {
+            QueueReply::Value(log.min_offset(&topic, queue_id) as i64)
+        }
+        QueueOp::SearchByTime {
+            topic,
+            queue_id,
+            timestamp,
+        } => QueueReply::Value(log.search_offset_by_time(&topic, queue_id, timestamp).await as i64),
+        QueueOp::ReadAt { phys } => match read_at(&log, phys).await {
+            Ok(b) => QueueReply::Record(b),
+            Err(e) => QueueReply::Failed(e.to_string()),
+        },
+        QueueOp::EarliestTime { topic, queue_id } => {
+            let min = log.min_offset(&topic, queue_id);
+            QueueReply::Value(log.store_time_at(&topic, queue_id, min).await.unwrap_or(0))
+        }
+    }
+}
+
+async fn read_at(log: &Log, phys: u64) -> Result<bytes::Bytes, StoreError> {
+    let head = log.read_record(phys, 4).await?;
+    let size = i32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+    if size < 91 {
+        return Err(StoreError::NotFound(format!(
+            "no record starts at physical offset {phys}"
+        )));
+    }
+    log.read_record(phys, size as u32).await
+}
+
+/// RocketMQ's "in memory" test: within 40 % of physical RAM behind the commitlog head.
+fn in_memory_window_bytes() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let pages = unsafe { libc::sysconf(libc::_SC_PHYS_PAGES) };
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if pages <= 0 || page <= 0 {
+        return 1 << 30;
+    }
+    (pages as u64 * page as u64) / 10 * 4
+}
+
+/// A pull with long polling: parked until a message arrives past the offset or time runs out,
+/// then answered with fresh offsets (§6.5).
+async fn pull(log: &Log, p: PullOp) -> GetResult {
+    if let Some(o) = p.commit_offset {
+        log.commit_offset(&p.group, &p.topic, p.queue_id, o);
+    }
+    let sub = p.subscription;
+    let filter = move |code: i64| sub.as_ref().is_none_or(|s| s.matches(code));
+    let deadline = p.suspend.map(|d| std::time::Instant::now() + d);
+    loop {
+        let arrival = log.arrivals.notified();
+        let r = log
+            .get(&p.topic, p.queue_id, p.offset, p.max_msgs, &filter)
+            .await;
+        let waiting = matches!(r.status, GetStatus::OffsetOverflowOne)
+            || (r.status == GetStatus::NoMessageInQueue && p.offset == 0);
+        let Some(deadline) = deadline.filter(|_| waiting) else {
+            return r;
+        };
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return r;
+        }
+        if rocketcore_shards::runtime::timeout(left, arrival)
+            .await
+            .is_none()
+        {
+            return log
+                .get(&p.topic, p.queue_id, p.offset, p.max_msgs, &filter)
+                .await;
+        }
+    }
+}

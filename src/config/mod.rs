@@ -1,0 +1,249 @@
+//! Broker configuration: RocketMQ's `broker.properties` keys plus ours, overridden by flags.
+//!
+//! An unknown key is a warning; a bad value stops startup with a message naming the key, the
+//! value and what is accepted.
+
+mod parse;
+
+pub use parse::{parse_properties, ConfigError};
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushDiskType {
+    SyncFlush,
+    AsyncFlush,
+}
+
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub broker_cluster_name: String,
+    pub broker_name: String,
+    pub broker_id: i64,
+    /// `brokerIP1`: the address registered and put in message ids; never guessed.
+    pub broker_ip1: Ipv4Addr,
+    /// 0 picks an ephemeral port (tests); the fast port listenPort−2 is then not opened.
+    pub listen_port: u16,
+    /// Empty with the embedded NameServer: the broker registers with it.
+    pub namesrv_addr: Option<String>,
+    pub embedded_namesrv: bool,
+    pub namesrv_listen_port: u16,
+    pub store_path_root_dir: PathBuf,
+    pub flush_disk_type: FlushDiskType,
+    pub sync_flush_timeout: Duration,
+    pub flush_interval_commit_log: Duration,
+    pub maped_file_size_commit_log: u64,
+    pub file_reserved_time_hours: u64,
+    pub delete_when: Vec<u32>,
+    pub disk_max_used_space_ratio: u32,
+    pub max_message_size: usize,
+    pub auto_create_topic_enable: bool,
+    pub auto_create_subscription_group: bool,
+    pub default_topic_queue_nums: i32,
+    pub broker_permission: i32,
+    pub long_polling_enable: bool,
+    /// Ours: number of shards (pinned cores). Default: one per available core.
+    pub shards: usize,
+    pub shard_io_memory: usize,
+    pub tail_cache_bytes: usize,
+    pub pin_shards: bool,
+    pub register_interval: Duration,
+    pub tuning_profile: String,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            broker_cluster_name: "DefaultCluster".into(),
+            broker_name: "broker-a".into(),
+            broker_id: 0,
+            broker_ip1: Ipv4Addr::LOCALHOST,
+            listen_port: 10911,
+            namesrv_addr: None,
+            embedded_namesrv: true,
+            namesrv_listen_port: 9876,
+            store_path_root_dir: default_store_dir(),
+            flush_disk_type: FlushDiskType::AsyncFlush,
+            sync_flush_timeout: Duration::from_millis(5000),
+            flush_interval_commit_log: Duration::from_millis(500),
+            maped_file_size_commit_log: 1 << 30,
+            file_reserved_time_hours: 72,
+            delete_when: vec![4],
+            disk_max_used_space_ratio: 75,
+            max_message_size: 4 * 1024 * 1024,
+            auto_create_topic_enable: true,
+            auto_create_subscription_group: true,
+            default_topic_queue_nums: 8,
+            broker_permission: 6,
+            long_polling_enable: true,
+            shards: rocketcore_shards::runtime::available_cores(),
+            shard_io_memory: rocketcore_shards::runtime::DEFAULT_IO_MEMORY_BYTES,
+            tail_cache_bytes: 64 << 20,
+            pin_shards: true,
+            register_interval: Duration::from_secs(30),
+            tuning_profile: "latency".into(),
+        }
+    }
+}
+
+/// `~/store`, as RocketMQ defaults `storePathRootDir`.
+pub fn default_store_dir() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("store")
+}
+
+impl BrokerConfig {
+    pub fn broker_addr(&self) -> String {
+        format!("{}:{}", self.broker_ip1, self.listen_port)
+    }
+
+    /// Applies one `key=value`. Unknown keys return `Ok(false)` so the caller can warn.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<bool, ConfigError> {
+        use parse::*;
+        let v = value.trim();
+        match key {
+            "brokerClusterName" => self.broker_cluster_name = name(key, v)?,
+            "brokerName" => self.broker_name = name(key, v)?,
+            "brokerId" => self.broker_id = int(key, v, 0, i64::MAX)?,
+            "brokerIP1" => self.broker_ip1 = ipv4(key, v)?,
+            "listenPort" => self.listen_port = int(key, v, 0, 65535)? as u16,
+            "namesrvAddr" => {
+                self.namesrv_addr = if v.is_empty() {
+                    None
+                } else {
+                    Some(v.to_string())
+                }
+            }
+            "embeddedNamesrv" => self.embedded_namesrv = boolean(key, v)?,
+            "namesrvListenPort" => self.namesrv_listen_port = int(key, v, 0, 65535)? as u16,
+            "storePathRootDir" => self.store_path_root_dir = path(key, v)?,
+            "storePathCommitLog" | "storePathConsumeQueue" | "storePathIndex" => {
+                return Err(ConfigError::bad(
+                    key,
+                    v,
+                    "not supported: set storePathRootDir instead",
+                ))
+            }
+            "flushDiskType" => {
+                self.flush_disk_type = match v {
+                    "SYNC_FLUSH" => FlushDiskType::SyncFlush,
+                    "ASYNC_FLUSH" => FlushDiskType::AsyncFlush,
+                    _ => return Err(ConfigError::bad(key, v, "SYNC_FLUSH or ASYNC_FLUSH")),
+                }
+            }
+            "syncFlushTimeout" => {
+                self.sync_flush_timeout = Duration::from_millis(int(key, v, 1, 3_600_000)? as u64)
+            }
+            "flushIntervalCommitLog" => {
+                self.flush_interval_commit_log =
+                    Duration::from_millis(int(key, v, 1, 60_000)? as u64)
+            }
+            "mapedFileSizeCommitLog" | "mappedFileSizeCommitLog" => {
+                let n = int(key, v, 64 * 1024, 1 << 40)? as u64;
+                if !n.is_multiple_of(4096) {
+                    return Err(ConfigError::bad(
+                        key,
+                        v,
+                        "a multiple of 4096 bytes, at least 65536",
+                    ));
+                }
+                self.maped_file_size_commit_log = n;
+            }
+            "fileReservedTime" => {
+                self.file_reserved_time_hours = int(key, v, 0, 24 * 365 * 10)? as u64
+            }
+            "deleteWhen" => {
+                self.delete_when =
+                    rocketcore_shards::retention::parse_delete_when(v).map_err(|why| {
+                        ConfigError::bad(key, v, &format!("hours 00-23 separated by ';' ({why})"))
+                    })?
+            }
+            "diskMaxUsedSpaceRatio" => self.disk_max_used_space_ratio = int(key, v, 10, 95)? as u32,
+            "maxMessageSize" => self.max_message_size = int(key, v, 1, 64 * 1024 * 1024)? as usize,
+            "autoCreateTopicEnable" => self.auto_create_topic_enable = boolean(key, v)?,
+            "autoCreateSubscriptionGroup" => self.auto_create_subscription_group = boolean(key, v)?,
+            "defaultTopicQueueNums" => self.default_topic_queue_nums = int(key, v, 1, 1024)? as i32,
+            "brokerPermission" => self.broker_permission = int(key, v, 0, 7)? as i32,
+            "longPollingEnable" => self.long_polling_enable = boolean(key, v)?,
+            "shards" => self.shards = int(key, v, 1, 256)? as usize,
+            "shardIoMemory" => self.shard_io_memory = int(key, v, 64 * 1024, 1 << 30)? as usize,
+            "tailCacheBytes" => self.tail_cache_bytes = int(key, v, 0, 1 << 40)? as usize,
+            "pinShards" => self.pin_shards = boolean(key, v)?,
+            "registerBrokerInterval" | "registerNameServerPeriod" => {
+                self.register_interval = Duration::from_millis(int(key, v, 1000, 60_000)? as u64)
+            }
+            "tuningProfile" => self.tuning_profile = v.to_string(),
+            // Accepted for compatibility with existing broker.properties files; no effect yet.
+            "brokerRole"
+            | "brokerIP2"
+            | "haListenPort"
+            | "flushConsumeQueueLeastPages"
+            | "messageDelayLevel"
+            | "sendMessageThreadPoolNums"
+            | "pullMessageThreadPoolNums"
+            | "useReentrantLockWhenPutMessage"
+            | "transientStorePoolEnable"
+            | "slaveReadEnable"
+            | "traceTopicEnable"
+            | "aclEnable" => {
+                tracing::info!(
+                    key,
+                    value = v,
+                    "accepted for compatibility; has no effect in rocketcore yet"
+                );
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Applies every pair, warning about unknown keys.
+    pub fn apply(&mut self, pairs: &[(String, String)], source: &str) -> Result<(), ConfigError> {
+        for (k, v) in pairs {
+            if !self.set(k, v)? {
+                tracing::warn!(key = %k, source, "unknown configuration key ignored");
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_rocketmq() {
+        let c = BrokerConfig::default();
+        assert_eq!((c.listen_port, c.namesrv_listen_port), (10911, 9876));
+        assert_eq!(c.flush_disk_type, FlushDiskType::AsyncFlush);
+        assert_eq!(c.maped_file_size_commit_log, 1 << 30);
+        assert_eq!(c.broker_ip1, Ipv4Addr::LOCALHOST);
+        assert_eq!(c.default_topic_queue_nums, 8);
+    }
+
+    #[test]
+    fn a_bad_value_names_the_key_the_value_and_what_is_accepted() {
+        let mut c = BrokerConfig::default();
+        let e = c.set("flushDiskType", "SOMETIMES").expect_err("bad value");
+        let s = e.to_string();
+        assert!(
+            s.contains("flushDiskType") && s.contains("SOMETIMES") && s.contains("SYNC_FLUSH"),
+            "{s}"
+        );
+        let e = c.set("listenPort", "70000").expect_err("bad port");
+        assert!(e.to_string().contains("listenPort"));
+        assert!(c.set("brokerIP1", "example.com").is_err());
+        assert!(c.set("deleteWhen", "27").is_err());
+    }
+
+    #[test]
+    fn an_unknown_key_is_not_an_error() {
+        let mut c = BrokerConfig::default();
+        assert_eq!(c.set("noSuchKey", "1").ok(), Some(false));
+    }
+}

@@ -1,0 +1,424 @@
+//! End-to-end over loopback with the project's codec: the frames real clients send, the bad
+//! input they must be refused, and the answers the protocol reference documents.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use common::{temp_store, BrokerProcess};
+use rocketcore::remoting::codes::{request as rq, response as rs};
+use rocketcore::remoting::{frame, RemotingCommand, SerializeType};
+use rocketcore_shards::message::record::decode;
+
+struct Client {
+    s: TcpStream,
+    buf: BytesMut,
+    opaque: i32,
+}
+
+impl Client {
+    fn connect(addr: &str) -> Client {
+        let s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        Client {
+            s,
+            buf: BytesMut::new(),
+            opaque: 0,
+        }
+    }
+
+    fn send_raw(&mut self, bytes: &[u8]) {
+        self.s.write_all(bytes).expect("write");
+    }
+
+    /// Reads the next response; `None` if the peer closed the connection.
+    fn read(&mut self) -> Option<RemotingCommand> {
+        let mut chunk = [0u8; 65536];
+        loop {
+            if let Some(c) = frame::decode(&mut self.buf).expect("broker sent a valid frame") {
+                if c.is_response() {
+                    return Some(c);
+                }
+                continue;
+            }
+            match self.s.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    fn call(&mut self, mut cmd: RemotingCommand) -> RemotingCommand {
+        self.opaque += 1;
+        cmd.opaque = self.opaque;
+        self.send_raw(&frame::encode_to_vec(&cmd));
+        let r = self.read().expect("response");
+        assert_eq!(r.opaque, cmd.opaque, "response echoes the opaque");
+        r
+    }
+}
+
+fn create_topic(c: &mut Client, topic: &str, queues: i32) {
+    let r = c.call(
+        RemotingCommand::request(rq::UPDATE_AND_CREATE_TOPIC, 0)
+            .with_field("topic", topic)
+            .with_field("readQueueNums", queues)
+            .with_field("writeQueueNums", queues)
+            .with_field("perm", 6)
+            .with_field("topicFilterType", "SINGLE_TAG")
+            .with_field("topicSysFlag", 0)
+            .with_field("order", false)
+            .with_field("defaultTopic", "TBW102"),
+    );
+    assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+}
+
+fn send_v2(topic: &str, queue: i32, body: &[u8], props: &str) -> RemotingCommand {
+    RemotingCommand::request(rq::SEND_MESSAGE_V2, 0)
+        .with_field("a", "PG")
+        .with_field("b", topic)
+        .with_field("c", "TBW102")
+        .with_field("d", 4)
+        .with_field("e", queue)
+        .with_field("f", 0)
+        .with_field("g", 1_700_000_000_000i64)
+        .with_field("h", 0)
+        .with_field("i", props)
+        .with_field("j", 0)
+        .with_field("k", false)
+        .with_field("m", false)
+        .with_body(body.to_vec())
+}
+
+fn pull(topic: &str, queue: i32, offset: u64, sys_flag: i32, suspend_ms: u64) -> RemotingCommand {
+    RemotingCommand::request(rq::PULL_MESSAGE, 0)
+        .with_field("consumerGroup", "CG")
+        .with_field("topic", topic)
+        .with_field("queueId", queue)
+        .with_field("queueOffset", offset)
+        .with_field("maxMsgNums", 32)
+        .with_field("sysFlag", sys_flag)
+        .with_field("commitOffset", 0)
+        .with_field("suspendTimeoutMillis", suspend_ms)
+        .with_field("subVersion", 0)
+        .with_field("expressionType", "TAG")
+}
+
+fn records(body: &[u8]) -> Vec<rocketcore_shards::message::record::StoredRecord> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < body.len() {
+        let size = i32::from_be_bytes(body[at..at + 4].try_into().expect("4 bytes")) as usize;
+        out.push(decode(&body[at..at + size]).expect("a stored record"));
+        at += size;
+    }
+    out
+}
+
+#[test]
+fn given_sends_to_every_queue_when_pulling_should_return_the_stored_records_with_exact_ids() {
+    let dir = temp_store();
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let mut c = Client::connect(&broker.broker_addr);
+    create_topic(&mut c, "Orders", 4);
+    for q in 0..4 {
+        for i in 0..3 {
+            let body = format!("q{q}-m{i}");
+            let r = c.call(send_v2(
+                "Orders",
+                q,
+                body.as_bytes(),
+                "TAGS\u{1}TagA\u{2}KEYS\u{1}k1\u{2}WAIT\u{1}true",
+            ));
+            assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+            assert_eq!(r.field("queueId"), Some(q.to_string().as_str()));
+            assert_eq!(r.field("queueOffset"), Some(i.to_string().as_str()));
+            assert_eq!(r.field("MSG_REGION"), Some("DefaultRegion"));
+            let id = r.field("msgId").expect("msgId");
+            assert_eq!(id.len(), 32, "{id}");
+            // The id names the broker's address and the record's physical offset.
+            let port = u16::from_str_radix(&id[12..16], 16).expect("hex port");
+            assert_eq!(format!("127.0.0.1:{port}"), broker.broker_addr);
+        }
+        let r = c.call(pull("Orders", q, 0, 0, 0));
+        assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+        assert_eq!(r.field("nextBeginOffset"), Some("3"));
+        assert_eq!(r.field("maxOffset"), Some("3"));
+        let recs = records(&r.body);
+        assert_eq!(recs.len(), 3);
+        for (i, rec) in recs.iter().enumerate() {
+            assert_eq!(rec.body.as_ref(), format!("q{q}-m{i}").as_bytes());
+            assert_eq!(rec.topic, "Orders");
+            assert_eq!(rec.queue_offset, i as i64);
+            assert!(
+                rec.properties.contains("TAGS\u{1}TagA") && rec.properties.contains("CLUSTER\u{1}")
+            );
+            assert!(!rec.properties.contains("WAIT"), "WAIT is not stored");
+        }
+    }
+    // Offsets past the end and before the start get the documented codes.
+    let r = c.call(pull("Orders", 0, 3, 0, 0));
+    assert_eq!(
+        (r.code, r.field("nextBeginOffset")),
+        (rs::PULL_NOT_FOUND, Some("3"))
+    );
+    let r = c.call(pull("Orders", 0, 9, 0, 0));
+    assert_eq!(
+        (r.code, r.field("nextBeginOffset")),
+        (rs::PULL_OFFSET_MOVED, Some("3"))
+    );
+    let r = c.call(pull("Orders", 7, 0, 0, 0));
+    assert_eq!(r.code, rs::SYSTEM_ERROR);
+}
+
+#[test]
+fn given_a_batch_when_sent_should_store_each_message_with_consecutive_offsets_and_joined_ids() {
+    let dir = temp_store();
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let mut c = Client::connect(&broker.broker_addr);
+    create_topic(&mut c, "Batch", 1);
+    let mut body = Vec::new();
+    for i in 0..3 {
+        let b = format!("batch-{i}");
+        let p = format!("UNIQ_KEY\u{1}ID{i}");
+        let total = 20 + b.len() + 2 + p.len();
+        body.extend_from_slice(&(total as i32).to_be_bytes());
+        body.extend_from_slice(&0i32.to_be_bytes());
+        body.extend_from_slice(&0i32.to_be_bytes());
+        body.extend_from_slice(&0i32.to_be_bytes());
+        body.extend_from_slice(&(b.len() as i32).to_be_bytes());
+        body.extend_from_slice(b.as_bytes());
+        body.extend_from_slice(&(p.len() as i16).to_be_bytes());
+        body.extend_from_slice(p.as_bytes());
+    }
+    let mut cmd = send_v2("Batch", 0, &body, "WAIT\u{1}true\u{2}UNIQ_KEY\u{1}BATCHID");
+    cmd.code = rq::SEND_BATCH_MESSAGE;
+    cmd.set_field("m", true);
+    let r = c.call(cmd);
+    assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+    assert_eq!(r.field("msgId").expect("ids").split(',').count(), 3);
+    assert_eq!(r.field("queueOffset"), Some("0"));
+    let recs = records(&c.call(pull("Batch", 0, 0, 0, 0)).body);
+    let bodies: Vec<&[u8]> = recs.iter().map(|r| r.body.as_ref()).collect();
+    assert_eq!(bodies, vec![&b"batch-0"[..], b"batch-1", b"batch-2"]);
+    assert!(
+        recs[2].properties.contains("UNIQ_KEY\u{1}ID2"),
+        "a message keeps its own id"
+    );
+    assert!(!recs[2].properties.contains("BATCHID"));
+    // A batch body whose lengths disagree is refused and stores nothing.
+    let mut bad = send_v2("Batch", 0, &body[..body.len() - 3], "");
+    bad.code = rq::SEND_BATCH_MESSAGE;
+    assert_eq!(c.call(bad).code, rs::MESSAGE_ILLEGAL);
+    let r = c.call(
+        RemotingCommand::request(rq::GET_MAX_OFFSET, 0)
+            .with_field("topic", "Batch")
+            .with_field("queueId", 0),
+    );
+    assert_eq!(r.field("offset"), Some("3"));
+}
+
+#[test]
+fn given_lenient_client_headers_should_be_served_and_answered_in_kind() {
+    let dir = temp_store();
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let mut c = Client::connect(&broker.broker_addr);
+    create_topic(&mut c, "Lenient", 2);
+    // JSON header ending in a newline, extFields as JSON numbers and booleans, language GO,
+    // no serializeTypeCurrentRPC, ACL fields present.
+    let header = br#"{"code":310,"language":"GO","version":317,"opaque":77,"flag":0,"extFields":{"a":"PG","b":"Lenient","c":"TBW102","d":4,"e":1,"f":0,"g":1700000000000,"h":0,"i":"TAGS\u0001x","j":0,"k":false,"m":false,"AccessKey":"ak","Signature":"s","OnsChannel":"ALIYUN"}}
+"#;
+    let mut f = Vec::new();
+    f.extend_from_slice(&((4 + header.len() + 2) as i32).to_be_bytes());
+    f.extend_from_slice(&(header.len() as u32).to_be_bytes());
+    f.extend_from_slice(header);
+    f.extend_from_slice(b"hi");
+    c.send_raw(&f);
+    let r = c.read().expect("response");
+    assert_eq!((r.code, r.opaque), (rs::SUCCESS, 77), "{:?}", r.remark);
+    assert_eq!(r.language_name(), "JAVA");
+    assert_eq!(r.version, 409);
+    // The binary ROCKETMQ header form is answered in the same form.
+    let mut bin = send_v2("Lenient", 0, b"bin", "");
+    bin.serialize_type = SerializeType::RocketMq;
+    let r = c.call(bin);
+    assert_eq!(
+        (r.code, r.serialize_type),
+        (rs::SUCCESS, SerializeType::RocketMq)
+    );
+    // batch=true on a plain SEND_MESSAGE is a batch.
+    let r = c.call(RemotingCommand::request(rq::HEART_BEAT, 0).with_body(
+        br#"{"clientID":"127.0.0.1@1","consumerDataSet":[{"groupName":"LG","consumeType":1,"messageModel":1,"consumeFromWhere":4,"subscriptionDataSet":[{"topic":"Lenient","subString":"*","subVersion":"12"}]}],"producerDataSet":[]}"#.to_vec(),
+    ));
+    assert_eq!((r.code, r.version), (rs::SUCCESS, 409));
+    let r = c.call(
+        RemotingCommand::request(rq::GET_CONSUMER_LIST_BY_GROUP, 0)
+            .with_field("consumerGroup", "LG"),
+    );
+    assert_eq!(r.code, rs::SUCCESS);
+    assert!(String::from_utf8_lossy(&r.body).contains("127.0.0.1@1"));
+}
+
+#[test]
+fn given_bad_input_should_answer_with_the_documented_code_and_keep_serving() {
+    let dir = temp_store();
+    let broker = BrokerProcess::start(
+        dir.path(),
+        &[
+            ("maxMessageSize", "1024"),
+            ("autoCreateTopicEnable", "false"),
+        ],
+    );
+    let mut c = Client::connect(&broker.broker_addr);
+    create_topic(&mut c, "Small", 1);
+    let r = c.call(send_v2("Small", 0, &vec![b'x'; 2048], ""));
+    assert_eq!(r.code, rs::MESSAGE_ILLEGAL);
+    assert!(r.remark.unwrap_or_default().contains("maxMessageSize"));
+    let r = c.call(send_v2("bad topic!", 0, b"x", ""));
+    assert_eq!(r.code, rs::SYSTEM_ERROR);
+    assert!(r.remark.unwrap_or_default().contains("illegal"));
+    let r = c.call(send_v2("Missing", 0, b"x", ""));
+    assert_eq!(r.code, rs::TOPIC_NOT_EXIST);
+    let r = c.call(RemotingCommand::request(9999, 0));
+    assert_eq!(r.code, rs::REQUEST_CODE_NOT_SUPPORTED);
+    assert!(r.remark.unwrap_or_default().contains("9999"));
+    let r = c.call(RemotingCommand::request(rq::PULL_MESSAGE, 0).with_field("topic", "Small"));
+    assert_eq!(
+        r.code,
+        rs::SYSTEM_ERROR,
+        "a missing field is an error, not a panic"
+    );
+    let r = c.call(
+        RemotingCommand::request(rq::GET_MAX_OFFSET, 0)
+            .with_field("topic", "Small")
+            .with_field("queueId", 0),
+    );
+    assert_eq!(r.field("offset"), Some("0"), "nothing refused was stored");
+    // Undecodable frames close that connection only.
+    for garbage in [
+        &[0xFFu8, 0xFF, 0xFF, 0xFF][..],
+        &[0, 0, 0, 8, 7, 0, 0, 1, 0, 0, 0, 0],
+        &[0, 0, 0, 6, 0, 0, 0, 2, b'{', b'x'],
+    ] {
+        let mut bad = Client::connect(&broker.broker_addr);
+        bad.send_raw(garbage);
+        assert!(bad.read().is_none(), "connection closed after {garbage:?}");
+    }
+    // An oversized frame length is refused before any body is buffered.
+    let mut big = Client::connect(&broker.broker_addr);
+    big.send_raw(&(64 * 1024 * 1024i32).to_be_bytes());
+    assert!(big.read().is_none());
+    let mut again = Client::connect(&broker.broker_addr);
+    assert_eq!(
+        again.call(send_v2("Small", 0, b"ok", "")).code,
+        rs::SUCCESS,
+        "still serving"
+    );
+}
+
+#[test]
+fn given_a_parked_pull_when_a_message_arrives_should_answer_with_it() {
+    let dir = temp_store();
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let mut c = Client::connect(&broker.broker_addr);
+    create_topic(&mut c, "Poll", 1);
+    let addr = broker.broker_addr.clone();
+    let waiter = std::thread::spawn(move || {
+        let mut p = Client::connect(&addr);
+        p.call(pull("Poll", 0, 0, 2, 15_000))
+    });
+    let r = c.call(send_v2("Poll", 0, b"wake", ""));
+    assert_eq!(r.code, rs::SUCCESS);
+    let r = waiter.join().expect("waiter");
+    assert_eq!(
+        r.code,
+        rs::SUCCESS,
+        "a held pull is answered on arrival, not after its timeout"
+    );
+    assert_eq!(records(&r.body)[0].body.as_ref(), b"wake");
+}
+
+#[test]
+fn given_a_new_group_when_querying_offsets_should_follow_the_new_group_rule_then_commits() {
+    let dir = temp_store();
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let mut c = Client::connect(&broker.broker_addr);
+    create_topic(&mut c, "Offs", 1);
+    let q = || {
+        RemotingCommand::request(rq::QUERY_CONSUMER_OFFSET, 0)
+            .with_field("consumerGroup", "G")
+            .with_field("topic", "Offs")
+            .with_field("queueId", 0)
+    };
+    let r = c.call(q());
+    assert_eq!((r.code, r.field("offset")), (rs::SUCCESS, Some("0")));
+    let r = c.call(
+        RemotingCommand::request(rq::UPDATE_CONSUMER_OFFSET, 0)
+            .with_field("consumerGroup", "G")
+            .with_field("topic", "Offs")
+            .with_field("queueId", 0)
+            .with_field("commitOffset", 42),
+    );
+    assert_eq!(r.code, rs::SUCCESS);
+    assert_eq!(c.call(q()).field("offset"), Some("42"));
+    let r = c.call(
+        RemotingCommand::request(rq::QUERY_CONSUMER_OFFSET, 0)
+            .with_field("consumerGroup", "G")
+            .with_field("topic", "Nope")
+            .with_field("queueId", 0),
+    );
+    assert_eq!(r.code, rs::TOPIC_NOT_EXIST);
+}
+
+#[test]
+fn given_the_embedded_namesrv_should_route_created_topics_and_refuse_unknown_ones() {
+    let dir = temp_store();
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let mut ns = Client::connect(&broker.namesrv_addr);
+    let r = ns.call(
+        RemotingCommand::request(rq::GET_ROUTEINFO_BY_TOPIC, 0).with_field("topic", "TBW102"),
+    );
+    assert_eq!(r.code, rs::SUCCESS);
+    let route: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    assert_eq!(
+        route["brokerDatas"][0]["brokerAddrs"]["0"],
+        broker.broker_addr.as_str()
+    );
+    assert_eq!(route["queueDatas"][0]["perm"], 7);
+    let r = ns.call(
+        RemotingCommand::request(rq::GET_ROUTEINFO_BY_TOPIC, 0).with_field("topic", "Unknown"),
+    );
+    assert_eq!(r.code, rs::TOPIC_NOT_EXIST);
+    let mut c = Client::connect(&broker.broker_addr);
+    create_topic(&mut c, "Routed", 3);
+    // Creation registers with the NameServer before it answers.
+    let r = ns.call(
+        RemotingCommand::request(rq::GET_ROUTEINFO_BY_TOPIC, 0).with_field("topic", "Routed"),
+    );
+    assert_eq!(r.code, rs::SUCCESS);
+    let route: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    assert_eq!(route["queueDatas"][0]["writeQueueNums"], 3);
+    assert_eq!(route["queueDatas"][0]["topicSynFlag"], 0);
+    let r = ns.call(RemotingCommand::request(rq::GET_BROKER_CLUSTER_INFO, 0));
+    let info: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    assert!(info["clusterAddrTable"]["DefaultCluster"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty()));
+    let r = ns.call(
+        RemotingCommand::request(rq::PUT_KV_CONFIG, 0)
+            .with_field("namespace", "N")
+            .with_field("key", "k")
+            .with_field("value", "v"),
+    );
+    assert_eq!(r.code, rs::SUCCESS);
+    let r = ns.call(
+        RemotingCommand::request(rq::GET_KV_CONFIG, 0)
+            .with_field("namespace", "N")
+            .with_field("key", "k"),
+    );
+    assert_eq!(r.field("value"), Some("v"));
+}

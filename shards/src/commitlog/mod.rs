@@ -59,9 +59,20 @@ struct WriteState {
     /// Physical offset of the next byte to append.
     write_pos: u64,
     regions: VecDeque<Region>,
+    /// Chunks taken from regions and being written: readable from memory until they are on disk.
+    inflight: Vec<Chunk>,
     /// Recently flushed chunks: (physical start, bytes); each record lies wholly in one chunk.
     tail: VecDeque<(u64, Bytes)>,
     tail_bytes: usize,
+}
+
+/// A region's bytes frozen for one write (no copy): `bytes` start at the aligned `base`.
+#[derive(Clone)]
+struct Chunk {
+    segment_start: u64,
+    base: u64,
+    bytes: Bytes,
+    sealed: bool,
 }
 
 pub struct CommitLog {
@@ -74,6 +85,10 @@ pub struct CommitLog {
     stopping: Cell<bool>,
     flusher_done: Notify,
     flusher_running: Cell<bool>,
+    /// ASYNC_FLUSH: written but not yet fdatasync'd, and which segments that touched.
+    written_end: Cell<u64>,
+    unsynced: RefCell<std::collections::BTreeSet<u64>>,
+    last_sync: Cell<std::time::Instant>,
 }
 
 pub struct Appended {
@@ -111,6 +126,7 @@ impl CommitLog {
             state: RefCell::new(WriteState {
                 write_pos: end,
                 regions,
+                inflight: Vec::new(),
                 tail: VecDeque::new(),
                 tail_bytes: 0,
             }),
@@ -121,6 +137,9 @@ impl CommitLog {
             stopping: Cell::new(false),
             flusher_done: Notify::default(),
             flusher_running: Cell::new(false),
+            written_end: Cell::new(end),
+            unsynced: RefCell::new(std::collections::BTreeSet::new()),
+            last_sync: Cell::new(std::time::Instant::now()),
         })
     }
 
@@ -132,9 +151,11 @@ impl CommitLog {
         self.state.borrow().write_pos
     }
 
+    /// Bytes not yet written: in regions and in writes under way.
     fn pending_bytes(&self) -> usize {
         let st = self.state.borrow();
-        st.regions.iter().map(|r| r.data.len()).sum()
+        st.regions.iter().map(|r| r.data.len()).sum::<usize>()
+            + st.inflight.iter().map(|c| c.bytes.len()).sum::<usize>()
     }
 
     /// Waits while too many bytes are pending, so a slow disk slows appenders instead of
@@ -213,30 +234,29 @@ impl CommitLog {
         self.flusher_running.set(true);
         loop {
             let stopping = self.stopping.get();
-            if self.pending_bytes() == 0 || self.write_pos() == self.durability.durable() {
+            let sync_mode = self.cfg.flush_mode == FlushMode::Sync;
+            let unwritten = self.write_pos() != self.written_end.get();
+            let unsynced = self.written_end.get() != self.durability.durable();
+            if !unwritten && !(unsynced && (stopping || self.sync_due())) {
                 if stopping {
                     break;
                 }
                 let wait = self.flush_requested.notified();
-                match self.cfg.flush_mode {
-                    FlushMode::Sync => wait.await,
-                    FlushMode::Async => {
-                        crate::runtime::timeout(self.cfg.flush_interval, wait).await;
-                    }
+                if sync_mode && !unsynced {
+                    wait.await;
+                } else {
+                    crate::runtime::timeout(self.cfg.flush_interval, wait).await;
                 }
                 continue;
             }
-            if self.cfg.flush_mode == FlushMode::Async && !stopping {
-                // Let appends coalesce until the interval ends or the buffer fills.
-                if self.pending_bytes() < self.cfg.flush_threshold_bytes {
-                    crate::runtime::timeout(
-                        self.cfg.flush_interval,
-                        self.flush_requested.notified(),
-                    )
-                    .await;
-                }
-            }
-            if let Err(e) = self.flush_once().await {
+            let result = if unwritten {
+                // SYNC_FLUSH: every write is followed by its fdatasync (group commit).
+                // ASYNC_FLUSH: write as data arrives; fdatasync only on the interval.
+                self.write_pending(sync_mode).await
+            } else {
+                self.sync_written().await
+            };
+            if let Err(e) = result {
                 tracing::error!(dir = %self.cfg.dir.display(), error = %e, "commitlog flush failed; will retry");
                 if stopping {
                     break;
@@ -249,100 +269,199 @@ impl CommitLog {
         self.flusher_done.notify_all();
     }
 
-    /// One group commit: every pending byte, one write per segment, one fdatasync per segment.
-    pub async fn flush_once(&self) -> Result<(), StoreError> {
-        let (end, jobs) = {
-            let st = self.state.borrow();
-            let jobs: Vec<(u64, u64, usize, bool)> = st
-                .regions
-                .iter()
-                .map(|r| (r.segment_start, r.base, r.data.len(), r.sealed))
-                .collect();
-            (st.write_pos, jobs)
-        };
-        for (segment_start, base, len, sealed) in jobs {
-            let file = match self
+    fn sync_due(&self) -> bool {
+        self.last_sync.get().elapsed() >= self.cfg.flush_interval
+    }
+
+    /// Makes everything written so far durable (ASYNC_FLUSH's periodic fdatasync).
+    pub async fn sync_written(&self) -> Result<(), StoreError> {
+        let end = self.written_end.get();
+        let segments: Vec<u64> = self.unsynced.borrow().iter().copied().collect();
+        for segment_start in segments {
+            let file = self
                 .segments
                 .file(segment_start, self.cfg.segment_bytes)
                 .await
-            {
-                Ok(f) => f,
-                Err(e) => return Err(self.fail(end, e)),
-            };
-            let padded = align_up(len as u64) as usize;
-            let mut buf = vec![0u8; padded];
-            {
-                let st = self.state.borrow();
-                let Some(r) = st.regions.iter().find(|r| r.segment_start == segment_start) else {
-                    continue;
-                };
-                buf[..len].copy_from_slice(&r.data[..len]);
-            }
-            let pos = base - segment_start;
-            let result = async {
-                file.write_all_at(&buf, pos).await?;
-                file.fdatasync().await
-            }
-            .await;
-            if let Err(e) = result {
-                return Err(self.fail(
+                .map_err(|e| self.fail(end, e))?;
+            file.fdatasync().await.map_err(|e| {
+                self.fail(
                     end,
                     StoreError::Io {
-                        context: format!("segment {segment_start}"),
+                        context: format!("fdatasync segment {segment_start}"),
                         source: e,
                     },
-                ));
-            }
-            self.finish_region(
-                segment_start,
-                base,
-                len,
-                sealed,
-                Bytes::from(buf).slice(..len),
-            );
+                )
+            })?;
+            self.unsynced.borrow_mut().remove(&segment_start);
         }
+        self.last_sync.set(std::time::Instant::now());
         self.durability.flushed_ok(end);
+        Ok(())
+    }
+
+    /// One group commit (SYNC_FLUSH): every pending byte, one write and one fdatasync per
+    /// segment. Kept for callers that need everything durable now.
+    pub async fn flush_once(&self) -> Result<(), StoreError> {
+        self.write_pending(true).await?;
+        if self.written_end.get() != self.durability.durable() {
+            self.sync_written().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes every pending byte, one DMA write per segment; with `sync`, each followed by its
+    /// fdatasync and the durable offset advanced.
+    async fn write_pending(&self, sync: bool) -> Result<(), StoreError> {
+        let (end, chunks) = self.take_chunks();
+        for (i, c) in chunks.iter().enumerate() {
+            let result = async {
+                let file = self
+                    .segments
+                    .file(c.segment_start, self.cfg.segment_bytes)
+                    .await?;
+                let len = c.bytes.len();
+                let padded = align_up(len as u64) as usize;
+                let io = async {
+                    file.write_from(c.base - c.segment_start, padded, |buf| {
+                        buf[..len].copy_from_slice(&c.bytes);
+                        buf[len..].fill(0);
+                    })
+                    .await?;
+                    if sync {
+                        file.fdatasync().await?;
+                    }
+                    Ok::<(), std::io::Error>(())
+                };
+                io.await.map_err(|e| StoreError::Io {
+                    context: format!("segment {}", c.segment_start),
+                    source: e,
+                })
+            }
+            .await;
+            match result {
+                Ok(()) => {
+                    if !sync {
+                        self.unsynced.borrow_mut().insert(c.segment_start);
+                    }
+                    self.chunk_written(c);
+                }
+                Err(e) => {
+                    self.restore_chunks(&chunks[i..]);
+                    self.pending_freed.notify_all();
+                    return Err(self.fail(end, e));
+                }
+            }
+        }
+        self.written_end.set(end);
+        if sync {
+            self.last_sync.set(std::time::Instant::now());
+            self.durability.flushed_ok(end);
+        }
         self.pending_freed.notify_all();
         Ok(())
     }
 
-    fn fail(&self, end: u64, e: StoreError) -> StoreError {
-        self.durability.flush_failed(end, e.to_string());
-        e
-    }
-
-    /// Drops the written pages of a region, keeping a partial last page, and caches the bytes.
-    fn finish_region(
-        &self,
-        segment_start: u64,
-        base: u64,
-        len: usize,
-        sealed: bool,
-        written: Bytes,
-    ) {
+    /// Freezes every region with unwritten bytes into a chunk (no copy). A region keeps only a
+    /// copy of its partial last page, to be written again with the bytes that follow it.
+    fn take_chunks(&self) -> (u64, Vec<Chunk>) {
+        let written = self.written_end.get();
         let mut st = self.state.borrow_mut();
-        if let Some(idx) = st
-            .regions
-            .iter()
-            .position(|r| r.segment_start == segment_start)
-        {
-            if sealed && st.regions[idx].data.len() == len {
-                st.regions.remove(idx);
-            } else {
-                let r = &mut st.regions[idx];
-                let keep_from = align_down(len as u64) as usize;
-                r.data.drain(..keep_from);
+        let end = st.write_pos;
+        let mut chunks = Vec::new();
+        for r in st.regions.iter_mut() {
+            if r.data.is_empty() || r.base + r.data.len() as u64 <= written {
+                continue;
+            }
+            let len = r.data.len();
+            let keep_from = align_down(len as u64) as usize;
+            let mut next = Vec::with_capacity(len.max(2 * ALIGN as usize));
+            if !r.sealed {
+                next.extend_from_slice(&r.data[keep_from..]);
+            }
+            let bytes = Bytes::from(std::mem::replace(&mut r.data, next));
+            chunks.push(Chunk {
+                segment_start: r.segment_start,
+                base: r.base,
+                bytes,
+                sealed: r.sealed,
+            });
+            if !r.sealed {
                 r.base += keep_from as u64;
                 debug_assert_eq!(r.base % ALIGN, 0);
             }
         }
-        st.tail_bytes += written.len();
-        st.tail.push_back((base, written));
+        st.regions.retain(|r| !(r.sealed && r.data.is_empty()));
+        st.inflight.extend(chunks.iter().cloned());
+        (end, chunks)
+    }
+
+    /// A chunk is on disk: it moves from in-flight to the tail cache.
+    fn chunk_written(&self, c: &Chunk) {
+        let mut st = self.state.borrow_mut();
+        if let Some(i) = st
+            .inflight
+            .iter()
+            .position(|x| x.base == c.base && x.segment_start == c.segment_start)
+        {
+            st.inflight.remove(i);
+        }
+        st.tail_bytes += c.bytes.len();
+        st.tail.push_back((c.base, c.bytes.clone()));
         while st.tail_bytes > self.cfg.tail_cache_bytes && st.tail.len() > 1 {
             if let Some((_, b)) = st.tail.pop_front() {
                 st.tail_bytes -= b.len();
             }
         }
+    }
+
+    /// A write failed: put the chunks' bytes back in front of their regions so the next flush
+    /// writes them again from the same aligned positions.
+    fn restore_chunks(&self, chunks: &[Chunk]) {
+        let mut st = self.state.borrow_mut();
+        for c in chunks {
+            if let Some(i) = st
+                .inflight
+                .iter()
+                .position(|x| x.base == c.base && x.segment_start == c.segment_start)
+            {
+                st.inflight.remove(i);
+            }
+            let c_end = c.base + c.bytes.len() as u64;
+            match st
+                .regions
+                .iter_mut()
+                .find(|r| r.segment_start == c.segment_start)
+            {
+                Some(r) => {
+                    debug_assert!(r.base >= c.base && r.base <= c_end);
+                    let mut data = c.bytes.to_vec();
+                    data.extend_from_slice(&r.data[(c_end - r.base) as usize..]);
+                    r.data = data;
+                    r.base = c.base;
+                }
+                None => {
+                    let at = st
+                        .regions
+                        .iter()
+                        .position(|r| r.segment_start > c.segment_start)
+                        .unwrap_or(st.regions.len());
+                    st.regions.insert(
+                        at,
+                        Region {
+                            segment_start: c.segment_start,
+                            base: c.base,
+                            data: c.bytes.to_vec(),
+                            sealed: c.sealed,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    fn fail(&self, end: u64, e: StoreError) -> StoreError {
+        self.durability.flush_failed(end, e.to_string());
+        e
     }
 
     /// Reads `[phys, phys+size)`: from pending memory, the tail cache, or the segment file.
@@ -379,6 +498,12 @@ impl CommitLog {
                 return Some(Bytes::copy_from_slice(&r.data[from..from + size]));
             }
         }
+        for c in &st.inflight {
+            if c.base <= phys && end <= c.base + c.bytes.len() as u64 {
+                let from = (phys - c.base) as usize;
+                return Some(c.bytes.slice(from..from + size));
+            }
+        }
         // The newest chunk that holds the whole range: partial pages are written again, so an
         // older chunk may hold only a prefix.
         for (base, bytes) in st.tail.iter().rev() {
@@ -400,8 +525,10 @@ impl CommitLog {
         while self.flusher_running.get() {
             self.flusher_done.notified().await;
         }
-        if self.pending_bytes() > 0 && self.write_pos() > self.durability.durable() {
-            let _ = self.flush_once().await;
+        if self.write_pos() > self.durability.durable() {
+            if let Err(e) = self.flush_once().await {
+                tracing::error!(dir = %self.cfg.dir.display(), error = %e, "final commitlog flush failed");
+            }
         }
         self.segments.close_all().await;
     }

@@ -124,26 +124,32 @@ impl DmaFile {
         Ok(Self { file, faults })
     }
 
-    /// Writes `data` (length a multiple of [`ALIGN`]) at the aligned `pos`; all of it or an error.
-    pub async fn write_all_at(&self, data: &[u8], pos: u64) -> io::Result<()> {
+    /// Writes `len` bytes (a multiple of [`ALIGN`]) at the aligned `pos`, filled by `fill`
+    /// straight into the DMA buffer: one copy from the caller's memory.
+    pub async fn write_from(
+        &self,
+        pos: u64,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> io::Result<()> {
         debug_assert_eq!(pos % ALIGN, 0, "unaligned DMA write position");
-        debug_assert_eq!(data.len() as u64 % ALIGN, 0, "unaligned DMA write length");
-        let mut len = data.len();
+        debug_assert_eq!(len as u64 % ALIGN, 0, "unaligned DMA write length");
+        let mut buf = self.file.alloc_dma_buffer(len);
+        fill(buf.as_bytes_mut());
         if let Some(f) = &self.faults {
             if f.roll(f.write_eio_per_mille) {
                 return Err(injected_eio("write"));
             }
             if len > ALIGN as usize && f.roll(f.short_write_per_mille) {
-                len = align_down(len as u64 / 2).max(ALIGN) as usize;
+                let short = align_down(len as u64 / 2).max(ALIGN) as usize;
+                buf.trim_to_size(short);
             }
         }
-        let mut buf = self.file.alloc_dma_buffer(len);
-        buf.as_bytes_mut().copy_from_slice(&data[..len]);
         let written = self.file.write_at(buf, pos).await.map_err(into_io)?;
-        if written != data.len() {
+        if written != len {
             return Err(io::Error::new(
                 io::ErrorKind::WriteZero,
-                format!("short write: {written} of {} bytes at {pos}", data.len()),
+                format!("short write: {written} of {len} bytes at {pos}"),
             ));
         }
         Ok(())

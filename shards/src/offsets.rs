@@ -17,7 +17,9 @@ struct OffsetFile {
 pub struct ConsumerOffsets {
     path: PathBuf,
     table: BTreeMap<String, BTreeMap<i32, i64>>,
-    dirty: bool,
+    /// Bumped on every change; the file holds `persisted_version`.
+    version: u64,
+    persisted_version: u64,
 }
 
 fn key(topic: &str, group: &str) -> String {
@@ -48,7 +50,8 @@ impl ConsumerOffsets {
         Ok(Self {
             path,
             table,
-            dirty: false,
+            version: 0,
+            persisted_version: 0,
         })
     }
 
@@ -57,7 +60,7 @@ impl ConsumerOffsets {
             .entry(key(topic, group))
             .or_default()
             .insert(queue_id, offset);
-        self.dirty = true;
+        self.version += 1;
     }
 
     pub fn query(&self, group: &str, topic: &str, queue_id: i32) -> Option<i64> {
@@ -70,12 +73,13 @@ impl ConsumerOffsets {
     pub fn remove_topic(&mut self, topic: &str) {
         let prefix = format!("{topic}@");
         self.table.retain(|k, _| !k.starts_with(&prefix));
-        self.dirty = true;
+        self.version += 1;
     }
 
-    pub fn persist(&mut self) -> Result<(), StoreError> {
-        if !self.dirty {
-            return Ok(());
+    /// The file path, its new JSON and the version it captures, if anything changed.
+    pub fn snapshot(&self) -> Result<Option<(PathBuf, Vec<u8>, u64)>, StoreError> {
+        if self.version == self.persisted_version {
+            return Ok(None);
         }
         let file = OffsetFile {
             offset_table: self
@@ -93,8 +97,18 @@ impl ConsumerOffsets {
             file: self.path.display().to_string(),
             reason: e.to_string(),
         })?;
-        crate::persist::write_atomic(&self.path, &json)?;
-        self.dirty = false;
+        Ok(Some((self.path.clone(), json, self.version)))
+    }
+
+    pub fn mark_persisted(&mut self, version: u64) {
+        self.persisted_version = self.persisted_version.max(version);
+    }
+
+    pub fn persist(&mut self) -> Result<(), StoreError> {
+        if let Some((path, json, version)) = self.snapshot()? {
+            crate::persist::write_atomic(&path, &json)?;
+            self.mark_persisted(version);
+        }
         Ok(())
     }
 }

@@ -35,3 +35,20 @@ pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
         Err(e) => Err(StoreError::io(format!("read {}", path.display()), e)),
     }
 }
+
+/// Appends `bytes` to `path` (created if missing) and syncs its data.
+pub fn append_and_sync(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::io(format!("mkdir {}", dir.display()), e))?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| StoreError::io(format!("open {}", path.display()), e))?;
+    f.write_all(bytes)
+        .map_err(|e| StoreError::io(format!("append {}", path.display()), e))?;
+    f.sync_data()
+        .map_err(|e| StoreError::io(format!("fsync {}", path.display()), e))
+}

@@ -4,7 +4,6 @@
 //! queue's file on each checkpoint. The file always starts at logical offset 0; the minimum
 //! offset rises when retention deletes the commitlog data older entries point to.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::StoreError;
@@ -148,29 +147,29 @@ impl ConsumeQueue {
         self.min_offset = self.min_offset.max(first);
     }
 
-    /// Appends the entries not yet in the file and syncs it.
-    pub fn persist(&mut self) -> Result<(), StoreError> {
+    /// The bytes of entries not yet in the file, and the count they bring it to.
+    pub fn unpersisted(&self) -> Option<(Vec<u8>, usize)> {
         if self.persisted == self.entries.len() {
-            return Ok(());
-        }
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError::io(format!("mkdir {}", dir.display()), e))?;
+            return None;
         }
         let mut buf = Vec::with_capacity((self.entries.len() - self.persisted) * ENTRY_BYTES);
         for e in &self.entries[self.persisted..] {
             buf.extend_from_slice(&e.encode());
         }
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .map_err(|e| StoreError::io(format!("open {}", self.path.display()), e))?;
-        f.write_all(&buf)
-            .map_err(|e| StoreError::io(format!("append {}", self.path.display()), e))?;
-        f.sync_data()
-            .map_err(|e| StoreError::io(format!("fsync {}", self.path.display()), e))?;
-        self.persisted = self.entries.len();
+        Some((buf, self.entries.len()))
+    }
+
+    pub fn mark_persisted(&mut self, count: usize) {
+        debug_assert!(count <= self.entries.len());
+        self.persisted = self.persisted.max(count.min(self.entries.len()));
+    }
+
+    /// Appends the entries not yet in the file and syncs it (on the calling thread).
+    pub fn persist(&mut self) -> Result<(), StoreError> {
+        if let Some((bytes, count)) = self.unpersisted() {
+            crate::persist::append_and_sync(&self.path, &bytes)?;
+            self.mark_persisted(count);
+        }
         Ok(())
     }
 }

@@ -5,16 +5,15 @@
 //! each checkpoint and reloaded at startup. Hashes collide, so callers re-check the real key.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::PathBuf;
 
 use crate::error::StoreError;
-use crate::message::hash::java_string_hash;
+use crate::message::hash::{java_hash_continue, java_string_hash};
 
 const ENTRY_BYTES: usize = 16;
 
 pub fn key_hash(topic: &str, key: &str) -> i32 {
-    let h = java_string_hash(&format!("{topic}#{key}"));
+    let h = java_hash_continue(java_hash_continue(java_string_hash(topic), "#"), key);
     if h == i32::MIN {
         0
     } else {
@@ -83,13 +82,10 @@ impl KeyIndex {
         v
     }
 
-    pub fn persist(&mut self) -> Result<(), StoreError> {
+    /// The file path, the bytes of entries not yet in it, and the count they bring it to.
+    pub fn unpersisted(&self) -> Option<(PathBuf, Vec<u8>, usize)> {
         if self.persisted == self.log.len() {
-            return Ok(());
-        }
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError::io(format!("mkdir {}", dir.display()), e))?;
+            return None;
         }
         let mut buf = Vec::with_capacity((self.log.len() - self.persisted) * ENTRY_BYTES);
         for (h, e) in &self.log[self.persisted..] {
@@ -97,16 +93,18 @@ impl KeyIndex {
             buf.extend_from_slice(&e.phys.to_be_bytes());
             buf.extend_from_slice(&e.size.to_be_bytes());
         }
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .map_err(|e| StoreError::io(format!("open {}", self.path.display()), e))?;
-        f.write_all(&buf)
-            .map_err(|e| StoreError::io(format!("append {}", self.path.display()), e))?;
-        f.sync_data()
-            .map_err(|e| StoreError::io(format!("fsync {}", self.path.display()), e))?;
-        self.persisted = self.log.len();
+        Some((self.path.clone(), buf, self.log.len()))
+    }
+
+    pub fn mark_persisted(&mut self, count: usize) {
+        self.persisted = self.persisted.max(count.min(self.log.len()));
+    }
+
+    pub fn persist(&mut self) -> Result<(), StoreError> {
+        if let Some((path, bytes, count)) = self.unpersisted() {
+            crate::persist::append_and_sync(&path, &bytes)?;
+            self.mark_persisted(count);
+        }
         Ok(())
     }
 

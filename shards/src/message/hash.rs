@@ -2,7 +2,12 @@
 //! must match what Java clients and tools compute (§5.3, §5.4).
 
 pub fn java_string_hash(s: &str) -> i32 {
-    let mut h: i32 = 0;
+    java_hash_continue(0, s)
+}
+
+/// Continues a hash over more text: the hash of `a + b` is `java_hash_continue(hash(a), b)`,
+/// so composite keys need no allocation.
+pub fn java_hash_continue(mut h: i32, s: &str) -> i32 {
     for unit in s.encode_utf16() {
         h = h.wrapping_mul(31).wrapping_add(unit as i32);
     }
@@ -25,5 +30,9 @@ mod tests {
         assert_eq!(java_string_hash("TagA"), 2598919);
         assert_eq!(java_string_hash("hello world"), 1794106052);
         assert_eq!(java_string_hash("😀"), 1772899);
+        assert_eq!(
+            java_hash_continue(java_string_hash("hello "), "world"),
+            java_string_hash("hello world")
+        );
     }
 }

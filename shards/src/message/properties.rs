@@ -23,6 +23,15 @@ pub fn parse(s: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The value of `key`, found without allocating; the same answer as `get(&parse(s), key)`.
+pub fn find<'a>(s: &'a str, key: &str) -> Option<&'a str> {
+    s.split(PROPERTY_SEP)
+        .filter(|seg| seg.len() >= 3)
+        .filter_map(|seg| seg.split_once(NAME_VALUE_SEP))
+        .find(|(k, v)| *k == key && !v.is_empty())
+        .map(|(_, v)| v)
+}
+
 /// Writes in the 4.9.1+ form, with no trailing separator.
 pub fn encode(props: &[(String, String)]) -> String {
     let mut out = String::new();
@@ -79,6 +88,12 @@ mod tests {
         fn round_trips(props in proptest::collection::vec(("[A-Za-z_]{1,10}", "[^\u{1}\u{2}]{1,20}"), 0..8)) {
             let props: Vec<(String, String)> = props;
             prop_assert_eq!(parse(&encode(&props)), props);
+        }
+
+        #[test]
+        fn find_agrees_with_parse_then_get(s in "[AK\u{1}\u{2}x]{0,40}", key in "[AK]{1,2}") {
+            let parsed = parse(&s);
+            prop_assert_eq!(find(&s, &key), get(&parsed, &key));
         }
 
         #[test]

@@ -204,6 +204,16 @@ where
     glommio::spawn_local(fut).detach()
 }
 
+/// Runs blocking work (buffered-file fsyncs) on the executor's helper thread, so it never
+/// stalls the shard's reactor.
+pub async fn blocking<F, R>(f: F) -> R
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    glommio::executor().spawn_blocking(f).await
+}
+
 pub async fn sleep(d: Duration) {
     glommio::timer::sleep(d).await;
 }

@@ -64,6 +64,8 @@ pub struct Log {
     /// The filesystem's used ratio and when it was read: statvfs at most once a second,
     /// not once per append.
     pub(crate) fs_ratio: Cell<Option<(std::time::Instant, f64)>>,
+    pub(crate) checkpointing: Cell<bool>,
+    pub(crate) checkpoint_done: Notify,
 }
 
 impl Log {
@@ -112,23 +114,24 @@ impl Log {
             let mut index = self.index.borrow_mut();
             for m in msgs {
                 let key = (m.topic.clone(), m.queue_id);
-                let path = self.queue_path(&m.topic, m.queue_id);
-                let cq = queues.entry(key).or_insert_with(|| ConsumeQueue::new(path));
+                let cq = queues
+                    .entry(key)
+                    .or_insert_with(|| ConsumeQueue::new(self.queue_path(&m.topic, m.queue_id)));
                 let qoff = cq.max_offset();
                 let len = m.encoded_len();
                 let a = self.commitlog.append(len, |buf, phys| {
                     m.encode_into(buf, qoff as i64, phys as i64, store_ts)
                 })?;
-                let props = properties::parse(&m.properties);
+
                 cq.push(CqEntry {
                     phys: a.physical_offset,
                     size: len as u32,
-                    tag_code: tag_code(properties::get(&props, TAGS)),
+                    tag_code: tag_code(properties::find(&m.properties, TAGS)),
                 });
                 index_keys(
                     &mut index,
                     &m.topic,
-                    &props,
+                    &m.properties,
                     IndexEntry {
                         phys: a.physical_offset,
                         size: len as u32,
@@ -311,25 +314,72 @@ impl Log {
     }
 
     /// Writes consume queues, index and offsets, then a checkpoint that says how far they go.
-    pub fn checkpoint(&self) -> Result<(), StoreError> {
-        let dispatched = self.commitlog.write_pos();
-        for q in self.queues.borrow_mut().values_mut() {
-            q.persist()?;
+    /// The file I/O and fsyncs run on a helper thread so appends never wait behind them; one
+    /// checkpoint runs at a time.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        while self.checkpointing.get() {
+            self.checkpoint_done.notified().await;
         }
-        self.index.borrow_mut().persist()?;
-        self.offsets.borrow_mut().persist()?;
+        self.checkpointing.set(true);
+        let result = self.checkpoint_now().await;
+        self.checkpointing.set(false);
+        self.checkpoint_done.notify_all();
+        result
+    }
+
+    async fn checkpoint_now(&self) -> Result<(), StoreError> {
         let cp = open::Checkpoint {
             durable: self.commitlog.durability.durable(),
-            dispatched,
+            dispatched: self.commitlog.write_pos(),
         };
-        cp.write(&self.cfg.dir)
+        let mut queue_jobs = Vec::new();
+        for (key, q) in self.queues.borrow().iter() {
+            if let Some((bytes, count)) = q.unpersisted() {
+                queue_jobs.push((key.clone(), q.path().to_path_buf(), bytes, count));
+            }
+        }
+        let index_job = self.index.borrow().unpersisted();
+        let offsets_job = self.offsets.borrow().snapshot()?;
+        let dir = self.cfg.dir.clone();
+        let files: Vec<(PathBuf, Vec<u8>)> = queue_jobs
+            .iter()
+            .map(|(_, p, b, _)| (p.clone(), b.clone()))
+            .collect();
+        let index_file = index_job.as_ref().map(|(p, b, _)| (p.clone(), b.clone()));
+        let offsets_file = offsets_job.as_ref().map(|(p, j, _)| (p.clone(), j.clone()));
+        crate::runtime::blocking(move || -> Result<(), StoreError> {
+            for (path, bytes) in &files {
+                crate::persist::append_and_sync(path, bytes)?;
+            }
+            if let Some((path, bytes)) = &index_file {
+                crate::persist::append_and_sync(path, bytes)?;
+            }
+            if let Some((path, json)) = &offsets_file {
+                crate::persist::write_atomic(path, json)?;
+            }
+            cp.write(&dir)
+        })
+        .await?;
+        let mut queues = self.queues.borrow_mut();
+        for (key, _, _, count) in queue_jobs {
+            if let Some(q) = queues.get_mut(&key) {
+                q.mark_persisted(count);
+            }
+        }
+        if let Some((_, _, count)) = index_job {
+            self.index.borrow_mut().mark_persisted(count);
+        }
+        if let Some((_, _, version)) = offsets_job {
+            self.offsets.borrow_mut().mark_persisted(version);
+        }
+        Ok(())
     }
 
     /// Periodic work: checkpoint every second, until stopped.
     pub async fn run_checkpointer(self: Rc<Self>) {
         while !self.stopped.get() {
             crate::runtime::sleep(Duration::from_millis(1000)).await;
-            if let Err(e) = self.checkpoint() {
+            if let Err(e) = self.checkpoint().await {
                 tracing::error!(log = self.id(), error = %e, "checkpoint failed");
             }
         }
@@ -339,16 +389,16 @@ impl Log {
     pub async fn stop(&self) -> Result<(), StoreError> {
         self.stopped.set(true);
         self.commitlog.stop().await;
-        self.checkpoint()?;
+        self.checkpoint().await?;
         open::remove_abort_marker(&self.cfg.dir)
     }
 }
 
-fn index_keys(index: &mut KeyIndex, topic: &str, props: &[(String, String)], e: IndexEntry) {
-    if let Some(u) = properties::get(props, UNIQ_KEY) {
+fn index_keys(index: &mut KeyIndex, topic: &str, props: &str, e: IndexEntry) {
+    if let Some(u) = properties::find(props, UNIQ_KEY) {
         index.add(topic, u, e);
     }
-    if let Some(keys) = properties::get(props, KEYS) {
+    if let Some(keys) = properties::find(props, KEYS) {
         for k in keys.split(' ').filter(|k| !k.is_empty()) {
             index.add(topic, k, e);
         }

@@ -134,14 +134,18 @@ impl Log {
                 tracing::warn!(topic = %rec.topic, queue = rec.queue_id, expected = q.max_offset(),
                         found = rec.queue_offset, "queue offset gap while re-dispatching");
             }
-            let props = properties::parse(&rec.properties);
             let size = rec.total_size as u32;
             q.push(CqEntry {
                 phys,
                 size,
-                tag_code: tag_code(properties::get(&props, TAGS)),
+                tag_code: tag_code(properties::find(&rec.properties, TAGS)),
             });
-            super::index_keys(&mut index, &rec.topic, &props, IndexEntry { phys, size });
+            super::index_keys(
+                &mut index,
+                &rec.topic,
+                &rec.properties,
+                IndexEntry { phys, size },
+            );
             redispatched += 1;
         })
         .await?;
@@ -188,8 +192,10 @@ impl Log {
             crashed_before,
             stopped: Cell::new(false),
             fs_ratio: Cell::new(None),
+            checkpointing: Cell::new(false),
+            checkpoint_done: Notify::default(),
         });
-        log.checkpoint()?;
+        log.checkpoint().await?;
         crate::runtime::spawn(log.commitlog.clone().run_flusher());
         crate::runtime::spawn(log.clone().run_checkpointer());
         Ok(log)

@@ -29,12 +29,7 @@ fn key(topic: &str, group: &str) -> String {
 impl ConsumerOffsets {
     pub fn load(path: PathBuf) -> Result<Self, StoreError> {
         let mut table = BTreeMap::new();
-        if let Some(bytes) = crate::persist::read_optional(&path)? {
-            let file: OffsetFile =
-                serde_json::from_slice(&bytes).map_err(|e| StoreError::BadMetadata {
-                    file: path.display().to_string(),
-                    reason: e.to_string(),
-                })?;
+        if let Some(file) = crate::persist::load_json::<OffsetFile>(&path)? {
             for (k, queues) in file.offset_table {
                 let mut m = BTreeMap::new();
                 for (q, off) in queues {

@@ -52,3 +52,25 @@ pub fn append_and_sync(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     f.sync_data()
         .map_err(|e| StoreError::io(format!("fsync {}", path.display()), e))
 }
+
+/// Reads a JSON file that may not exist yet; a file that does not parse is an error naming it.
+pub fn load_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, StoreError> {
+    match read_optional(path)? {
+        None => Ok(None),
+        Some(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| StoreError::BadMetadata {
+                file: path.display().to_string(),
+                reason: e.to_string(),
+            }),
+    }
+}
+
+/// Writes `value` as pretty JSON (the form RocketMQ's config files use), atomically.
+pub fn save_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
+    let json = serde_json::to_vec_pretty(value).map_err(|e| StoreError::BadMetadata {
+        file: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    write_atomic(path, &json)
+}

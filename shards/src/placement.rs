@@ -56,21 +56,11 @@ pub fn shard_of_log(log_id: u16, shards: usize) -> usize {
 impl Placement {
     pub fn load(root: &Path) -> Result<Self, StoreError> {
         let path = root.join(PLACEMENT_FILE);
-        match crate::persist::read_optional(&path)? {
-            None => Ok(Self::default()),
-            Some(b) => serde_json::from_slice(&b).map_err(|e| StoreError::BadMetadata {
-                file: path.display().to_string(),
-                reason: e.to_string(),
-            }),
-        }
+        Ok(crate::persist::load_json(&path)?.unwrap_or_default())
     }
 
     pub fn save(&self, root: &Path) -> Result<(), StoreError> {
-        let json = serde_json::to_vec_pretty(self).map_err(|e| StoreError::BadMetadata {
-            file: PLACEMENT_FILE.into(),
-            reason: e.to_string(),
-        })?;
-        crate::persist::write_atomic(&root.join(PLACEMENT_FILE), &json)
+        crate::persist::save_json(&root.join(PLACEMENT_FILE), self)
     }
 
     pub fn log_of(&self, topic: &str, queue_id: i32) -> Option<u16> {

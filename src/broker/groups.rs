@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use rocketcore_shards::persist::{read_optional, write_atomic};
+use rocketcore_shards::persist::{load_json, save_json};
 use rocketcore_shards::StoreError;
 
 use super::topics::DataVersion;
@@ -55,13 +55,7 @@ pub struct SubscriptionGroups {
 
 impl SubscriptionGroups {
     pub fn load(path: PathBuf) -> Result<Self, StoreError> {
-        let file: GroupsFile = match read_optional(&path)? {
-            None => GroupsFile::default(),
-            Some(b) => serde_json::from_slice(&b).map_err(|e| StoreError::BadMetadata {
-                file: path.display().to_string(),
-                reason: e.to_string(),
-            })?,
-        };
+        let file: GroupsFile = load_json(&path)?.unwrap_or_default();
         Ok(Self {
             path,
             groups: file.subscription_group_table,
@@ -94,10 +88,6 @@ impl SubscriptionGroups {
             subscription_group_table: self.groups.clone(),
             data_version: self.data_version.clone(),
         };
-        let json = serde_json::to_vec_pretty(&file).map_err(|e| StoreError::BadMetadata {
-            file: self.path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        write_atomic(&self.path, &json)
+        save_json(&self.path, &file)
     }
 }

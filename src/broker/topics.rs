@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use rocketcore_shards::persist::{read_optional, write_atomic};
+use rocketcore_shards::persist::{load_json, save_json};
 use rocketcore_shards::StoreError;
 
 pub const TBW102: &str = "TBW102";
@@ -100,13 +100,7 @@ pub fn validate_topic_name(t: &str) -> Result<(), String> {
 
 impl TopicTable {
     pub fn load(path: PathBuf) -> Result<Self, StoreError> {
-        let file: TopicsFile = match read_optional(&path)? {
-            None => TopicsFile::default(),
-            Some(b) => serde_json::from_slice(&b).map_err(|e| StoreError::BadMetadata {
-                file: path.display().to_string(),
-                reason: e.to_string(),
-            })?,
-        };
+        let file: TopicsFile = load_json(&path)?.unwrap_or_default();
         Ok(Self {
             path,
             data_version: file.data_version,
@@ -119,11 +113,7 @@ impl TopicTable {
             data_version: self.data_version.clone(),
             topic_config_table: self.topics.clone(),
         };
-        let json = serde_json::to_vec_pretty(&file).map_err(|e| StoreError::BadMetadata {
-            file: self.path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        write_atomic(&self.path, &json)
+        save_json(&self.path, &file)
     }
 
     pub fn get(&self, topic: &str) -> Option<&TopicConfig> {

@@ -33,24 +33,14 @@ pub struct Checkpoint {
 impl Checkpoint {
     fn read(dir: &Path, base: u64) -> Result<Self, StoreError> {
         let path = dir.join(CHECKPOINT_FILE);
-        match crate::persist::read_optional(&path)? {
-            None => Ok(Self {
-                durable: base,
-                dispatched: base,
-            }),
-            Some(b) => serde_json::from_slice(&b).map_err(|e| StoreError::BadMetadata {
-                file: path.display().to_string(),
-                reason: e.to_string(),
-            }),
-        }
+        Ok(crate::persist::load_json(&path)?.unwrap_or(Self {
+            durable: base,
+            dispatched: base,
+        }))
     }
 
     pub fn write(&self, dir: &Path) -> Result<(), StoreError> {
-        let json = serde_json::to_vec(self).map_err(|e| StoreError::BadMetadata {
-            file: CHECKPOINT_FILE.into(),
-            reason: e.to_string(),
-        })?;
-        crate::persist::write_atomic(&dir.join(CHECKPOINT_FILE), &json)
+        crate::persist::save_json(&dir.join(CHECKPOINT_FILE), self)
     }
 }
 

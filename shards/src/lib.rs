@@ -3,6 +3,7 @@
 //! A shard owns logs; a log is a direct-I/O commitlog plus the consume queues, key index and
 //! consumer offsets of the queues placed on it. Everything a log touches lives on one core.
 
+pub mod blocks;
 pub mod commitlog;
 pub mod consume_queue;
 pub mod error;

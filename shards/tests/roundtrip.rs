@@ -203,3 +203,48 @@ fn given_a_fresh_store_when_reading_data_older_than_the_tail_cache_should_read_i
     });
     assert_eq!(got, (0..n).map(common::body).collect::<Vec<_>>());
 }
+
+#[test]
+fn given_records_evicted_from_the_tail_cache_when_a_lagging_consumer_reads_should_get_them_byte_for_byte_with_read_ahead(
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().to_path_buf();
+    common::run(move || async move {
+        let mut cfg = common::config(&d, rocketcore_shards::FlushMode::Sync);
+        // No tail cache: every read of written data goes to the segment file.
+        cfg.tail_cache_bytes = 0;
+        let log = rocketcore_shards::Log::open(cfg).await.expect("open");
+        for i in 0..300 {
+            let q = (i % 3) as i32;
+            log.put(
+                &[common::message("T", q, &common::body(i), common::PROPS)],
+                true,
+            )
+            .await
+            .expect("put");
+        }
+        for q in 0..3 {
+            let mut off = 0;
+            let mut got = Vec::new();
+            loop {
+                let r = log.get("T", q, off, 32, &|_| true).await;
+                if r.records.is_empty() {
+                    break;
+                }
+                for rec in &r.records {
+                    let d =
+                        rocketcore_shards::message::record::decode(rec).expect("a whole record");
+                    assert_eq!(d.queue_id, q);
+                    got.push(d.body.to_vec());
+                }
+                off = r.next_begin_offset;
+            }
+            let want: Vec<Vec<u8>> = (0..300)
+                .filter(|i| i % 3 == q as usize)
+                .map(common::body)
+                .collect();
+            assert_eq!(got, want, "queue {q}");
+        }
+        log.stop().await.expect("stop");
+    });
+}

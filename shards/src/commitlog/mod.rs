@@ -489,6 +489,16 @@ impl CommitLog {
         Ok(Bytes::from(data))
     }
 
+    /// End of the bytes already written to segment files (readable with DMA reads).
+    pub fn written_end(&self) -> u64 {
+        self.written_end.get()
+    }
+
+    /// Whether `[phys, phys+size)` is served from memory (pending, in flight or tail cache).
+    pub fn in_memory(&self, phys: u64, size: usize) -> bool {
+        self.read_memory(phys, size).is_some()
+    }
+
     fn read_memory(&self, phys: u64, size: usize) -> Option<Bytes> {
         let st = self.state.borrow();
         let end = phys + size as u64;

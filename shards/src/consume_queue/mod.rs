@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::blocks::BlockVec;
 use crate::error::StoreError;
 
 pub const ENTRY_BYTES: usize = 20;
@@ -44,7 +45,7 @@ impl CqEntry {
 
 pub struct ConsumeQueue {
     path: PathBuf,
-    entries: Vec<CqEntry>,
+    entries: BlockVec<CqEntry>,
     /// Logical offset of the first entry whose commitlog data still exists.
     min_offset: u64,
     /// Entries already in the file.
@@ -55,7 +56,7 @@ impl ConsumeQueue {
     pub fn new(path: PathBuf) -> Self {
         Self {
             path,
-            entries: Vec::new(),
+            entries: BlockVec::default(),
             min_offset: 0,
             persisted: 0,
         }
@@ -65,7 +66,7 @@ impl ConsumeQueue {
     /// re-dispatched from the commitlog).
     pub fn load(path: PathBuf, keep_below: u64) -> Result<Self, StoreError> {
         let bytes = crate::persist::read_optional(&path)?.unwrap_or_default();
-        let mut entries = Vec::with_capacity(bytes.len() / ENTRY_BYTES);
+        let mut entries = BlockVec::default();
         for chunk in bytes.chunks_exact(ENTRY_BYTES) {
             match CqEntry::decode(chunk) {
                 Some(e) if e.phys < keep_below => entries.push(e),
@@ -119,13 +120,13 @@ impl ConsumeQueue {
         if offset < self.min_offset {
             return None;
         }
-        self.entries.get(offset as usize).copied()
+        self.entries.get(offset as usize)
     }
 
-    pub fn range(&self, from: u64, max: usize) -> &[CqEntry] {
+    /// Up to `max` entries from logical offset `from`.
+    pub fn range(&self, from: u64, max: usize) -> Vec<CqEntry> {
         let from = (from as usize).min(self.entries.len());
-        let to = (from + max).min(self.entries.len());
-        &self.entries[from..to]
+        self.entries.range(from, from.saturating_add(max))
     }
 
     /// Drops entries pointing at or past `end` (a truncated commitlog).
@@ -153,7 +154,7 @@ impl ConsumeQueue {
             return None;
         }
         let mut buf = Vec::with_capacity((self.entries.len() - self.persisted) * ENTRY_BYTES);
-        for e in &self.entries[self.persisted..] {
+        for e in self.entries.range(self.persisted, self.entries.len()) {
             buf.extend_from_slice(&e.encode());
         }
         Some((buf, self.entries.len()))

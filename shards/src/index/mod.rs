@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use crate::blocks::BlockVec;
 use crate::error::StoreError;
 use crate::message::hash::{java_hash_continue, java_string_hash};
 
@@ -27,11 +28,29 @@ pub struct IndexEntry {
     pub size: u32,
 }
 
+/// One indexed key occurrence, chained to the previous one with the same hash (RocketMQ's
+/// IndexFile shape: slot heads plus linked entries), 24 bytes in memory.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    hash: i32,
+    size: u32,
+    phys: u64,
+    prev: u32,
+}
+
+const NO_PREV: u32 = u32::MAX;
+/// Heads are split over this many maps so no single rehash has to move all of them.
+const SUBMAPS: usize = 256;
+
 pub struct KeyIndex {
     path: PathBuf,
-    table: HashMap<i32, Vec<IndexEntry>>,
-    log: Vec<(i32, IndexEntry)>,
+    heads: Vec<HashMap<i32, u32>>,
+    log: BlockVec<Slot>,
     persisted: usize,
+}
+
+fn submap(hash: i32) -> usize {
+    (hash as u32 as usize) % SUBMAPS
 }
 
 impl KeyIndex {
@@ -39,8 +58,8 @@ impl KeyIndex {
         let bytes = crate::persist::read_optional(&path)?.unwrap_or_default();
         let mut idx = Self {
             path,
-            table: HashMap::new(),
-            log: Vec::new(),
+            heads: (0..SUBMAPS).map(|_| HashMap::new()).collect(),
+            log: BlockVec::default(),
             persisted: 0,
         };
         for c in bytes.chunks_exact(ENTRY_BYTES) {
@@ -63,23 +82,46 @@ impl KeyIndex {
     }
 
     fn add_hash(&mut self, hash: i32, e: IndexEntry) {
-        self.table.entry(hash).or_default().push(e);
-        self.log.push((hash, e));
+        debug_assert!(
+            self.log.last().is_none_or(|l| l.phys <= e.phys),
+            "index entries follow commitlog order"
+        );
+        let at = self.log.len() as u32;
+        let prev = self.heads[submap(hash)].insert(hash, at).unwrap_or(NO_PREV);
+        self.log.push(Slot {
+            hash,
+            size: e.size,
+            phys: e.phys,
+            prev,
+        });
     }
 
     pub fn add(&mut self, topic: &str, key: &str, e: IndexEntry) {
         self.add_hash(key_hash(topic, key), e);
     }
 
-    /// Candidate records for `topic#key`, newest first.
+    /// Candidate records for `topic#key` at or after `min_phys`, newest first.
     pub fn candidates(&self, topic: &str, key: &str, min_phys: u64) -> Vec<IndexEntry> {
-        let mut v: Vec<IndexEntry> = self
-            .table
-            .get(&key_hash(topic, key))
-            .map(|v| v.iter().copied().filter(|e| e.phys >= min_phys).collect())
-            .unwrap_or_default();
-        v.reverse();
-        v
+        let hash = key_hash(topic, key);
+        let mut out = Vec::new();
+        let mut cur = self.heads[submap(hash)]
+            .get(&hash)
+            .copied()
+            .unwrap_or(NO_PREV);
+        while let Some(slot) = (cur != NO_PREV)
+            .then(|| self.log.get(cur as usize))
+            .flatten()
+        {
+            if slot.phys < min_phys {
+                break; // older entries only point further back
+            }
+            out.push(IndexEntry {
+                phys: slot.phys,
+                size: slot.size,
+            });
+            cur = slot.prev;
+        }
+        out
     }
 
     /// The file path, the bytes of entries not yet in it, and the count they bring it to.
@@ -88,10 +130,10 @@ impl KeyIndex {
             return None;
         }
         let mut buf = Vec::with_capacity((self.log.len() - self.persisted) * ENTRY_BYTES);
-        for (h, e) in &self.log[self.persisted..] {
-            buf.extend_from_slice(&h.to_be_bytes());
-            buf.extend_from_slice(&e.phys.to_be_bytes());
-            buf.extend_from_slice(&e.size.to_be_bytes());
+        for slot in self.log.range(self.persisted, self.log.len()) {
+            buf.extend_from_slice(&slot.hash.to_be_bytes());
+            buf.extend_from_slice(&slot.phys.to_be_bytes());
+            buf.extend_from_slice(&slot.size.to_be_bytes());
         }
         Some((self.path.clone(), buf, self.log.len()))
     }
@@ -110,13 +152,18 @@ impl KeyIndex {
 
     /// Forgets entries at or after `end` (commitlog truncated) — in memory and in the file.
     pub fn truncate_from_phys(&mut self, end: u64) -> Result<(), StoreError> {
-        let keep = self.log.partition_point(|(_, e)| e.phys < end);
+        let keep = self.log.partition_point(|s| s.phys < end);
         if keep == self.log.len() {
             return Ok(());
         }
-        for (h, e) in self.log.drain(keep..) {
-            if let Some(v) = self.table.get_mut(&h) {
-                v.retain(|x| x.phys != e.phys);
+        self.log.truncate(keep);
+        // Chains only point backwards, so the kept entries stay consistent; rebuild the heads.
+        for m in &mut self.heads {
+            m.clear();
+        }
+        for i in 0..keep {
+            if let Some(slot) = self.log.get(i) {
+                self.heads[submap(slot.hash)].insert(slot.hash, i as u32);
             }
         }
         if self.persisted > keep {

@@ -31,6 +31,8 @@ pub struct GetResult {
 
 /// 4.9's in-memory batch caps: 256 KiB or 32 messages, and maxMsgNums.
 pub const MAX_TRANSFER_BYTES: usize = 256 * 1024;
+/// Lagging consumers read nearby records of a queue with one DMA read of at most this much.
+pub const READ_AHEAD_BYTES: u64 = 1024 * 1024;
 
 impl Log {
     /// Reads up to `max_msgs` records from `offset`, keeping those whose tag code passes `filter`.
@@ -51,7 +53,7 @@ impl Log {
                     (
                         q.min_offset(),
                         q.max_offset(),
-                        q.range(offset.max(q.min_offset()), scan).to_vec(),
+                        q.range(offset.max(q.min_offset()), scan),
                     )
                 }
             }
@@ -75,25 +77,46 @@ impl Log {
         if offset > max {
             return result(GetStatus::OffsetOverflowBadly, max);
         }
-        let mut records = Vec::new();
+        // Pick what passes the filter within the batch caps, then read it in runs.
+        let mut picked = Vec::new();
         let mut bytes = 0usize;
         let mut scanned = 0u64;
-        let mut missing = false;
         for e in entries {
-            if records.len() >= max_msgs || bytes >= MAX_TRANSFER_BYTES {
+            if picked.len() >= max_msgs || bytes >= MAX_TRANSFER_BYTES {
                 break;
             }
             scanned += 1;
-            if !filter(e.tag_code) {
+            if filter(e.tag_code) {
+                bytes += e.size as usize;
+                picked.push(e);
+            }
+        }
+        let mut records = Vec::with_capacity(picked.len());
+        let mut missing = false;
+        let mut i = 0;
+        while i < picked.len() {
+            let run = self.read_ahead_run(&picked[i..]);
+            if run > 1 {
+                let first = picked[i];
+                let last = picked[i + run - 1];
+                let span = (last.phys + last.size as u64 - first.phys) as u32;
+                match self.read_record(first.phys, span).await {
+                    Ok(block) => {
+                        for e in &picked[i..i + run] {
+                            let at = (e.phys - first.phys) as usize;
+                            records.push(block.slice(at..at + e.size as usize));
+                        }
+                    }
+                    Err(_) => missing = true,
+                }
+                i += run;
                 continue;
             }
-            match self.read_record(e.phys, e.size).await {
-                Ok(rec) => {
-                    bytes += rec.len();
-                    records.push(rec);
-                }
+            match self.read_record(picked[i].phys, picked[i].size).await {
+                Ok(rec) => records.push(rec),
                 Err(_) => missing = true,
             }
+            i += 1;
         }
         let next = offset + scanned;
         let status = if !records.is_empty() {
@@ -110,5 +133,35 @@ impl Log {
             min_offset: min,
             max_offset: max,
         }
+    }
+}
+
+impl Log {
+    /// How many of `entries` (in commitlog order) one read-ahead should cover: records already
+    /// in the segment file, in one segment, within [`READ_AHEAD_BYTES`]. 1 means read alone.
+    fn read_ahead_run(&self, entries: &[crate::consume_queue::CqEntry]) -> usize {
+        let Some(first) = entries.first() else {
+            return 0;
+        };
+        let cl = self.commitlog();
+        let written = cl.written_end();
+        let segment = crate::commitlog::segment::segment_start(cl.config(), first.phys);
+        // Unwritten or cached data is read from memory, record by record, without copying.
+        if first.phys + first.size as u64 > written || cl.in_memory(first.phys, first.size as usize)
+        {
+            return 1;
+        }
+        let mut n = 0;
+        for e in entries {
+            let end = e.phys + e.size as u64;
+            if end > written
+                || end - first.phys > READ_AHEAD_BYTES
+                || crate::commitlog::segment::segment_start(cl.config(), end - 1) != segment
+            {
+                break;
+            }
+            n += 1;
+        }
+        n.max(1)
     }
 }

@@ -422,3 +422,31 @@ fn given_the_embedded_namesrv_should_route_created_topics_and_refuse_unknown_one
     );
     assert_eq!(r.field("value"), Some("v"));
 }
+
+#[test]
+fn given_a_deleted_topic_should_drop_its_queues_and_route_and_start_empty_when_recreated() {
+    let dir = temp_store();
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let mut c = Client::connect(&broker.broker_addr);
+    create_topic(&mut c, "Gone", 4);
+    for q in 0..4 {
+        assert_eq!(c.call(send_v2("Gone", q, b"x", "")).code, rs::SUCCESS);
+    }
+    let r =
+        c.call(RemotingCommand::request(rq::DELETE_TOPIC_IN_BROKER, 0).with_field("topic", "Gone"));
+    assert_eq!(r.code, rs::SUCCESS);
+    assert_eq!(c.call(pull("Gone", 0, 0, 0, 0)).code, rs::TOPIC_NOT_EXIST);
+    let mut ns = Client::connect(&broker.namesrv_addr);
+    let r = ns
+        .call(RemotingCommand::request(rq::GET_ROUTEINFO_BY_TOPIC, 0).with_field("topic", "Gone"));
+    assert_eq!(r.code, rs::TOPIC_NOT_EXIST, "the route is gone too");
+    create_topic(&mut c, "Gone", 4);
+    for q in 0..4 {
+        let r = c.call(
+            RemotingCommand::request(rq::GET_MAX_OFFSET, 0)
+                .with_field("topic", "Gone")
+                .with_field("queueId", q),
+        );
+        assert_eq!(r.field("offset"), Some("0"), "queue {q} starts empty");
+    }
+}

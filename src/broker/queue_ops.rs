@@ -51,6 +51,10 @@ pub enum QueueOp {
     ReadAt {
         phys: u64,
     },
+    /// Forget a deleted topic's queues and offsets in every log of the receiving shard.
+    RemoveTopic {
+        topic: String,
+    },
 }
 
 #[derive(Debug)]
@@ -136,6 +140,13 @@ pub fn store_error_code(e: &StoreError) -> i32 {
 }
 
 async fn execute_local(ctx: &Rc<ShardCtx>, log_id: u16, op: QueueOp) -> QueueReply {
+    if let QueueOp::RemoveTopic { topic } = &op {
+        let logs: Vec<Rc<Log>> = ctx.logs.borrow().values().cloned().collect();
+        for log in logs {
+            log.remove_topic(topic).await;
+        }
+        return QueueReply::Done;
+    }
     let Some(log) = ctx.log(log_id) else {
         return QueueReply::Failed(format!(
             "log {log_id} is not open on shard {}",
@@ -195,6 +206,7 @@ async fn execute_local(ctx: &Rc<ShardCtx>, log_id: u16, op: QueueOp) -> QueueRep
             queue_id,
             timestamp,
         } => QueueReply::Value(log.search_offset_by_time(&topic, queue_id, timestamp).await as i64),
+        QueueOp::RemoveTopic { .. } => QueueReply::Done,
         QueueOp::ReadAt { phys } => match read_at(&log, phys).await {
             Ok(b) => QueueReply::Record(b),
             Err(e) => QueueReply::Failed(e.to_string()),

@@ -272,7 +272,12 @@ impl Log {
         out
     }
 
-    pub fn remove_topic(&self, topic: &str) {
+    /// Forgets a deleted topic's queues and offsets. Waits out a checkpoint in flight, which
+    /// could otherwise append the queues' entries to files after they are removed.
+    pub async fn remove_topic(&self, topic: &str) {
+        while self.checkpointing.get() {
+            self.checkpoint_done.notified().await;
+        }
         self.queues.borrow_mut().retain(|(t, _), _| t != topic);
         self.offsets.borrow_mut().remove_topic(topic);
         let _ = std::fs::remove_dir_all(self.cfg.dir.join("consumequeue").join(topic));

@@ -3,6 +3,7 @@
 use std::rc::Rc;
 
 use super::{required, required_int, Reject, Reply};
+use crate::broker::queue_ops::{execute, QueueOp, QueueReply};
 use crate::broker::topics::{validate_topic_name, TopicConfig, SYSTEM_TOPICS};
 use crate::broker::{lock, ShardCtx};
 use crate::remoting::codes::response as rs;
@@ -62,12 +63,30 @@ pub async fn create_topic(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
 }
 
 /// Removes the topic's config and route; its stored data ages out with retention.
-pub fn delete_topic(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
+pub async fn delete_topic(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
     let topic = required(cmd, "topic")?;
     lock(&ctx.shared.topics)
         .remove(topic)
         .map_err(|e| Reject::new(rs::SYSTEM_ERROR, e.to_string()))?;
-    ctx.shared.request_registration();
+    {
+        let mut p = lock(&ctx.shared.placement);
+        if p.remove_topic(topic) {
+            p.save(&ctx.shared.cfg.store_path_root_dir)
+                .map_err(|e| Reject::new(rs::SYSTEM_ERROR, e.to_string()))?;
+        }
+    }
+    // Each shard's primary log id is its shard id, so this reaches every shard once.
+    for shard in 0..ctx.shared.shards {
+        let op = QueueOp::RemoveTopic {
+            topic: topic.to_string(),
+        };
+        if let QueueReply::Failed(e) = execute(ctx, shard as u16, op).await {
+            return Err(Reject::new(rs::SYSTEM_ERROR, e));
+        }
+    }
+    if let Err(e) = crate::broker::register::register_once(&ctx.shared).await {
+        tracing::warn!(error = %e, "registration after topic deletion failed; the periodic one will retry");
+    }
     Ok(RemotingCommand::response_to(cmd, rs::SUCCESS))
 }
 

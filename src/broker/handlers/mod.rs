@@ -69,7 +69,7 @@ async fn dispatch(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand, conn: &Conn) -> Rep
         rq::GET_CONSUMER_LIST_BY_GROUP => clients::consumer_list(ctx, cmd),
         rq::CONSUMER_SEND_MSG_BACK => send::send_back(ctx, cmd).await,
         rq::UPDATE_AND_CREATE_TOPIC => admin::create_topic(ctx, cmd).await,
-        rq::DELETE_TOPIC_IN_BROKER => admin::delete_topic(ctx, cmd),
+        rq::DELETE_TOPIC_IN_BROKER => admin::delete_topic(ctx, cmd).await,
         rq::GET_ALL_TOPIC_CONFIG => admin::all_topic_config(ctx, cmd),
         other => Err(Reject::new(
             rs::REQUEST_CODE_NOT_SUPPORTED,

@@ -1,6 +1,15 @@
-//! The consume workload: HEART_BEAT with a subscription, then one PULL_MESSAGE loop per queue (sysFlag 2,
-//! long polling), parsing the stored records of each answer (§4.1). Latency is delivery time minus the
-//! message's intended send time when the bench stamped one (e2e), else minus its born timestamp.
+//! The consume workload: per broker one connection and a HEART_BEAT subscribing to every topic it serves, then
+//! one PULL_MESSAGE loop per (topic, queue) (sysFlag 2, long polling), parsing the stored records of each
+//! answer (§4.1).
+//!
+//! Two latencies are kept:
+//! - the pull round trip (`Stats::pull_rtt`): from writing a PULL_MESSAGE to reading its answer, for every pull
+//!   that returned messages. Draining a backlog, this is what the broker makes a consumer wait: the consume
+//!   run's headline. (A pull that finds its queue drained is parked by the broker until a message arrives, so
+//!   for a caught-up consumer it also holds the wait for the next message.)
+//! - the age at delivery (`Stats::corrected`): delivery time minus the message's intended send time when the
+//!   bench stamped one (e2e), else minus its born timestamp. For e2e that is the latency; for a backlog it is
+//!   mostly how old the backlog was.
 
 use rocketcore::remoting::codes::response;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,7 +24,6 @@ use crate::util::{err, wall_us_now, Error, Result};
 
 #[derive(Debug, Clone)]
 pub struct ConsumeOptions {
-    pub topic: String,
     pub group: String,
     /// Start at offset 0 instead of the current end of each queue.
     pub from_first: bool,
@@ -32,7 +40,6 @@ pub struct ConsumeOptions {
 impl Default for ConsumeOptions {
     fn default() -> Self {
         Self {
-            topic: "BenchTopic".into(),
             group: "rocketcore-bench-cg".into(),
             from_first: false,
             duration: Some(Duration::from_secs(10)),
@@ -66,39 +73,39 @@ pub fn start(sets: &[QueueSet], o: &ConsumeOptions) -> Result<Consumer> {
     let client_id = format!("127.0.0.1@rocketcore-bench-{}", std::process::id());
     let mut clients = Vec::new();
     let mut threads = Vec::new();
-    for set in sets {
-        let c = Arc::new(RpcClient::connect(&set.addr, o.timeout)?);
+    for (addr, group) in crate::route::by_broker(sets) {
+        let c = Arc::new(RpcClient::connect(&addr, o.timeout)?);
+        let topics = crate::route::topics_of(&group);
         let hb = c.call(
-            proto::heartbeat(&client_id, &o.group, &o.topic, 0),
+            proto::heartbeat(&client_id, &o.group, &topics, 0),
             o.timeout,
         )?;
         if hb.code != response::SUCCESS {
-            return err(format!(
-                "HEART_BEAT to {}: {}",
-                set.addr,
-                code_name(hb.code)
-            ));
+            return err(format!("HEART_BEAT to {addr}: {}", code_name(hb.code)));
         }
-        for &q in &set.queue_ids {
-            let offset = if o.from_first {
-                0
-            } else {
-                max_offset(&c, &o.topic, q, o.timeout)?
-            };
-            let ctx = PullCtx {
-                client: Arc::clone(&c),
-                opts: o.clone(),
-                queue_id: q,
-                stop: Arc::clone(&stop),
-                stats: Arc::clone(&stats),
-                pulled: Arc::clone(&pulled),
-                measure_from_us: Arc::clone(&measure_from_us),
-            };
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("pull-{q}"))
-                    .spawn(move || ctx.run(offset))?,
-            );
+        for set in &group {
+            for &q in &set.queue_ids {
+                let offset = if o.from_first {
+                    0
+                } else {
+                    max_offset(&c, &set.topic, q, o.timeout)?
+                };
+                let ctx = PullCtx {
+                    client: Arc::clone(&c),
+                    opts: o.clone(),
+                    topic: set.topic.clone(),
+                    queue_id: q,
+                    stop: Arc::clone(&stop),
+                    stats: Arc::clone(&stats),
+                    pulled: Arc::clone(&pulled),
+                    measure_from_us: Arc::clone(&measure_from_us),
+                };
+                threads.push(
+                    std::thread::Builder::new()
+                        .name(format!("pull-{}-{q}", set.topic))
+                        .spawn(move || ctx.run(offset))?,
+                );
+            }
         }
         clients.push(c);
     }
@@ -143,6 +150,7 @@ fn max_offset(c: &RpcClient, topic: &str, q: i32, timeout: Duration) -> Result<i
 struct PullCtx {
     client: Arc<RpcClient>,
     opts: ConsumeOptions,
+    topic: String,
     queue_id: i32,
     stop: Arc<AtomicBool>,
     stats: SharedStats,
@@ -157,12 +165,13 @@ impl PullCtx {
         while !self.stop.load(Ordering::Relaxed) {
             let req = proto::pull(
                 &o.group,
-                &o.topic,
+                &self.topic,
                 self.queue_id,
                 offset,
                 o.suspend.as_millis() as u64,
                 0,
             );
+            let sent = Instant::now();
             let resp = match self.client.call(req, rpc_timeout) {
                 Ok(r) => r,
                 Err(e) if !self.stop.load(Ordering::Relaxed) => {
@@ -183,7 +192,7 @@ impl PullCtx {
                 .field("nextBeginOffset")
                 .and_then(|v| v.parse::<i64>().ok());
             match resp.code {
-                response::SUCCESS => self.deliver(&resp.body),
+                response::SUCCESS => self.deliver(&resp.body, sent),
                 response::PULL_NOT_FOUND
                 | response::PULL_RETRY_IMMEDIATELY
                 | response::PULL_OFFSET_MOVED => {}
@@ -199,9 +208,11 @@ impl PullCtx {
         }
     }
 
-    fn deliver(&self, body: &[u8]) {
+    /// Records one answer with messages; `sent` is when its pull was written.
+    fn deliver(&self, body: &[u8], sent: Instant) {
         let now = Instant::now();
         let now_us = wall_us_now();
+        let rtt_us = now.saturating_duration_since(sent).as_micros() as u64;
         let records = match proto::parse_records(body) {
             Ok(r) => r,
             Err(e) => {
@@ -213,6 +224,7 @@ impl PullCtx {
             .fetch_add(records.len() as u64, Ordering::Relaxed);
         let from = self.measure_from_us.load(Ordering::Relaxed);
         let mut s = lock(&self.stats);
+        s.record_pull(rtt_us, now_us >= from);
         for r in records {
             let born_us = (r.born_ms.max(0) as u64) * 1000;
             let sent_us = r.intended_us.unwrap_or(born_us);
@@ -236,6 +248,7 @@ impl PullCtx {
 pub fn run(sets: &[QueueSet], o: &ConsumeOptions) -> Result<(Stats, Duration)> {
     let started = Instant::now();
     let consumer = start(sets, o)?;
+    lock(&consumer.stats).progress_on_pull_rtt();
     let done = Arc::new(AtomicBool::new(false));
     let warmup_end = started + o.warmup;
     let progress = o.progress.then(|| {

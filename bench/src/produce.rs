@@ -16,7 +16,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::proto::{self, OutMessage, SendTarget};
-use crate::route::QueueSet;
+use crate::route::{self, QueueSet};
 use crate::rpc::{self, lock};
 use crate::stats::{code_name, SharedStats, Stats};
 use crate::util::{err, sleep_until, wall_ms_now, Clock, Result, Rng, SizeDist};
@@ -57,7 +57,6 @@ impl Rate {
 
 #[derive(Debug, Clone)]
 pub struct ProduceOptions {
-    pub topic: String,
     pub producer_group: String,
     pub size: SizeDist,
     pub connections: usize,
@@ -78,7 +77,6 @@ pub struct ProduceOptions {
 impl Default for ProduceOptions {
     fn default() -> Self {
         Self {
-            topic: "BenchTopic".into(),
             producer_group: "rocketcore-bench-pg".into(),
             size: SizeDist::Fixed(1024),
             connections: 1,
@@ -101,6 +99,8 @@ impl Default for ProduceOptions {
 #[derive(Debug)]
 pub struct ProduceOutcome {
     pub stats: Stats,
+    /// The topics sent to, in the order of the targets.
+    pub topics: Vec<String>,
     /// From the end of warm-up to the last answer.
     pub measured: Duration,
 }
@@ -132,12 +132,15 @@ struct Plan {
     stats: SharedStats,
 }
 
+/// Sends to every (topic, queue) pair of `targets`. Connection `c` goes to the `c % brokers`-th broker and
+/// cycles through all the (topic, queue) pairs on it, so every topic and queue gets an even share.
 pub fn run(targets: &[QueueSet], opts: &ProduceOptions) -> Result<ProduceOutcome> {
     validate(targets, opts)?;
+    let groups = route::by_broker(targets);
     let mut streams = Vec::with_capacity(opts.connections);
     for c in 0..opts.connections {
-        let set = &targets[c % targets.len()];
-        streams.push((rpc::connect(&set.addr, opts.timeout)?, set.clone()));
+        let (addr, sets) = &groups[c % groups.len()];
+        streams.push((rpc::connect(addr, opts.timeout)?, slots(sets, opts)));
     }
     let start = Instant::now();
     let warmup_end = start + opts.warmup;
@@ -163,7 +166,7 @@ pub fn run(targets: &[QueueSet], opts: &ProduceOptions) -> Result<ProduceOutcome
         )
     });
     let mut handles = Vec::new();
-    for (c, (stream, set)) in streams.into_iter().enumerate() {
+    for (c, (stream, slots)) in streams.into_iter().enumerate() {
         let conn = Arc::new(Conn {
             pending: Mutex::new(HashMap::new()),
             window: Condvar::new(),
@@ -182,7 +185,7 @@ pub fn run(targets: &[QueueSet], opts: &ProduceOptions) -> Result<ProduceOutcome
             std::thread::Builder::new()
                 .name(format!("write-{c}"))
                 .spawn(move || {
-                    write_loop(stream, c, &set, &p, &k);
+                    write_loop(stream, c, &slots, &p, &k);
                 })?,
         );
     }
@@ -198,7 +201,11 @@ pub fn run(targets: &[QueueSet], opts: &ProduceOptions) -> Result<ProduceOutcome
         Some(last) => last.saturating_duration_since(warmup_end),
         None => Duration::ZERO,
     };
-    Ok(ProduceOutcome { stats, measured })
+    Ok(ProduceOutcome {
+        stats,
+        topics: route::topics_of(targets),
+        measured,
+    })
 }
 
 fn validate(targets: &[QueueSet], o: &ProduceOptions) -> Result<()> {
@@ -212,6 +219,20 @@ fn validate(targets: &[QueueSet], o: &ProduceOptions) -> Result<()> {
         return err("give --duration or --count");
     }
     Ok(())
+}
+
+/// Every (topic, queue) pair of one broker's sets, as send targets.
+fn slots(sets: &[QueueSet], o: &ProduceOptions) -> Vec<SendTarget> {
+    sets.iter()
+        .flat_map(|s| {
+            s.queue_ids.iter().map(|&q| SendTarget {
+                producer_group: o.producer_group.clone(),
+                topic: s.topic.clone(),
+                queue_id: q,
+                broker_name: s.broker_name.clone(),
+            })
+        })
+        .collect()
 }
 
 fn avg_size(d: &SizeDist) -> f64 {
@@ -234,7 +255,7 @@ fn payload(len: usize) -> Bytes {
     b.freeze()
 }
 
-fn write_loop(mut stream: TcpStream, c: usize, set: &QueueSet, plan: &Plan, conn: &Conn) {
+fn write_loop(mut stream: TcpStream, c: usize, slots: &[SendTarget], plan: &Plan, conn: &Conn) {
     let o = &plan.opts;
     let interval = match o.rate {
         Rate::PerSec(r) => Some(Duration::from_secs_f64(
@@ -248,12 +269,6 @@ fn write_loop(mut stream: TcpStream, c: usize, set: &QueueSet, plan: &Plan, conn
         .unwrap_or_default();
     let mut rng = Rng::new(0x9E37_79B9 ^ (c as u64 + 1));
     let uniq_prefix = (std::process::id() as u64) << 32 | c as u64;
-    let mut target = SendTarget {
-        producer_group: o.producer_group.clone(),
-        topic: o.topic.clone(),
-        queue_id: 0,
-        broker_name: set.broker_name.clone(),
-    };
     let mut out = BytesMut::with_capacity(64 * 1024);
     for k in 0u64.. {
         let scheduled = interval.map(|i| plan.start + phase + i.mul_f64(k as f64));
@@ -277,7 +292,7 @@ fn write_loop(mut stream: TcpStream, c: usize, set: &QueueSet, plan: &Plan, conn
                 }
             }
         }
-        target.queue_id = set.queue_ids[(k as usize + c) % set.queue_ids.len()];
+        let target = &slots[(k as usize + c) % slots.len()];
         let msgs: Vec<OutMessage> = (0..o.batch)
             .map(|i| {
                 let n = o.size.sample(&mut rng);
@@ -294,9 +309,9 @@ fn write_loop(mut stream: TcpStream, c: usize, set: &QueueSet, plan: &Plan, conn
         let bytes: u64 = msgs.iter().map(|m| m.body.len() as u64).sum();
         let opaque = k as i32;
         let cmd = if o.batch == 1 {
-            proto::send_v2(&target, &msgs[0], opaque, wall_ms_now())
+            proto::send_v2(target, &msgs[0], opaque, wall_ms_now())
         } else {
-            proto::send_batch(&target, &msgs, opaque, wall_ms_now())
+            proto::send_batch(target, &msgs, opaque, wall_ms_now())
         };
         out.clear();
         frame::encode(&cmd, &mut out);

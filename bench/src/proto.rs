@@ -269,18 +269,20 @@ pub fn quote_bare_keys(s: &str) -> String {
     out
 }
 
-/// HEART_BEAT for one consumer group subscribed to `topic` with `*` (and its retry topic).
-pub fn heartbeat(client_id: &str, group: &str, topic: &str, opaque: i32) -> RemotingCommand {
+/// HEART_BEAT for one consumer group subscribed to every one of `topics` with `*` (and its retry topic).
+pub fn heartbeat(client_id: &str, group: &str, topics: &[String], opaque: i32) -> RemotingCommand {
     let sub = |t: &str| {
         serde_json::json!({"classFilterMode": false, "codeSet": [], "expressionType": "TAG", "subString": "*",
             "subVersion": crate::util::wall_ms_now(), "tagsSet": [], "topic": t})
     };
+    let mut subs: Vec<serde_json::Value> = topics.iter().map(|t| sub(t)).collect();
+    subs.push(sub(&format!("%RETRY%{group}")));
     let body = serde_json::json!({
         "clientID": client_id,
         "consumerDataSet": [{
             "consumeFromWhere": "CONSUME_FROM_LAST_OFFSET", "consumeType": "CONSUME_ACTIVELY",
             "groupName": group, "messageModel": "CLUSTERING", "unitMode": false,
-            "subscriptionDataSet": [sub(topic), sub(&format!("%RETRY%{group}"))],
+            "subscriptionDataSet": subs,
         }],
         "producerDataSet": [{"groupName": "CLIENT_INNER_PRODUCER"}],
     });

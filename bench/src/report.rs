@@ -35,6 +35,9 @@ pub struct Summary {
     pub errors: BTreeMap<String, u64>,
     pub error_total: u64,
     pub settings: BTreeMap<String, String>,
+    /// What the latencies mean, printed under the table.
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 impl Summary {
@@ -98,7 +101,21 @@ pub fn summarize(i: SummaryInput<'_>) -> Summary {
         error_total: i.errors.values().sum(),
         errors: i.errors,
         settings: i.settings,
+        notes: Vec::new(),
     }
+}
+
+/// `A, B, C`, or `A, B, C, D, E … (+N more)` past five topics.
+pub fn topic_list(topics: &[String]) -> String {
+    const SHOWN: usize = 5;
+    if topics.len() <= SHOWN {
+        return topics.join(", ");
+    }
+    format!(
+        "{} … (+{} more)",
+        topics[..SHOWN].join(", "),
+        topics.len() - SHOWN
+    )
 }
 
 fn row(name: &str, p: &Percentiles) -> String {
@@ -118,6 +135,10 @@ pub fn console(s: &Summary) -> String {
     };
     out += &format!("== {} [{}] {}{}\n", s.label, s.workload, s.mode, closed);
     out += &format!("   {} | started {}\n", s.command, s.started_at);
+    if let Some(topics) = s.settings.get("topics").filter(|t| !t.is_empty()) {
+        let topics: Vec<String> = topics.split(',').map(str::to_string).collect();
+        out += &format!("topics ({}): {}\n", topics.len(), topic_list(&topics));
+    }
     out += &format!(
         "throughput: {:.0} msgs/s, {:.2} MB/s ({} messages, {} bytes in {:.2} s measured)\n",
         s.msgs_per_sec, s.mb_per_sec, s.messages, s.bytes, s.measured_secs
@@ -135,6 +156,9 @@ pub fn console(s: &Summary) -> String {
     for (name, p) in &s.other_latencies {
         out += &row(name, p);
         out.push('\n');
+    }
+    for note in &s.notes {
+        out += &format!("note: {note}\n");
     }
     for (kind, n) in &s.errors {
         out += &format!("errors: {n} x {kind}\n");

@@ -37,6 +37,8 @@ pub struct Stats {
     pub corrected: LatencyHistogram,
     /// Latency from the moment the request was written.
     pub uncorrected: LatencyHistogram,
+    /// Consumers: round trip of each pull that returned messages, from the request's write to its answer.
+    pub pull_rtt: LatencyHistogram,
     pub messages: u64,
     pub bytes: u64,
     pub errors: BTreeMap<String, u64>,
@@ -46,6 +48,8 @@ pub struct Stats {
     interval: LatencyHistogram,
     interval_messages: u64,
     interval_errors: u64,
+    /// The progress line's p99 is of the pull round trip instead of the corrected latency.
+    interval_is_pull_rtt: bool,
 }
 
 impl Default for Stats {
@@ -53,6 +57,7 @@ impl Default for Stats {
         Self {
             corrected: new_histogram(),
             uncorrected: new_histogram(),
+            pull_rtt: new_histogram(),
             messages: 0,
             bytes: 0,
             errors: BTreeMap::new(),
@@ -61,6 +66,7 @@ impl Default for Stats {
             interval: new_histogram(),
             interval_messages: 0,
             interval_errors: 0,
+            interval_is_pull_rtt: false,
         }
     }
 }
@@ -83,7 +89,9 @@ impl Stats {
     ) {
         record_us(&mut self.corrected, corrected_us);
         record_us(&mut self.uncorrected, uncorrected_us);
-        record_us(&mut self.interval, corrected_us);
+        if !self.interval_is_pull_rtt {
+            record_us(&mut self.interval, corrected_us);
+        }
         self.messages += messages;
         self.bytes += bytes;
         self.interval_messages += messages;
@@ -93,8 +101,26 @@ impl Stats {
 
     /// A warm-up answer: shown on the progress line, kept out of the results.
     pub fn record_warmup(&mut self, corrected_us: u64, messages: u64) {
-        record_us(&mut self.interval, corrected_us);
+        if !self.interval_is_pull_rtt {
+            record_us(&mut self.interval, corrected_us);
+        }
         self.interval_messages += messages;
+    }
+
+    /// The round trip of one pull that returned messages; `measured` false keeps it out of the results.
+    pub fn record_pull(&mut self, rtt_us: u64, measured: bool) {
+        if measured {
+            record_us(&mut self.pull_rtt, rtt_us);
+        }
+        if self.interval_is_pull_rtt {
+            record_us(&mut self.interval, rtt_us);
+        }
+    }
+
+    /// Makes the progress line show the pull round trip (plain consume runs, where it is the headline).
+    pub fn progress_on_pull_rtt(&mut self) {
+        self.interval_is_pull_rtt = true;
+        self.interval.reset();
     }
 
     pub fn record_error(&mut self, kind: String) {

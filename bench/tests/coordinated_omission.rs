@@ -15,14 +15,15 @@ fn run_against_stall(rate: Rate) -> (Percentiles, Percentiles, u64) {
     let broker = FakeBroker::start(Faults {
         stall_at: Some((200, STALL)),
         fail_every: None,
+        ..Faults::default()
     });
     let targets = vec![QueueSet {
+        topic: "CoTopic".into(),
         broker_name: "fake-a".into(),
         addr: broker.addr.clone(),
         queue_ids: vec![0, 1],
     }];
     let opts = ProduceOptions {
-        topic: "CoTopic".into(),
         rate,
         connections: 1,
         inflight: 1,

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 fn targets(b: &FakeBroker) -> Vec<QueueSet> {
     vec![QueueSet {
+        topic: "BenchTopic".into(),
         broker_name: "fake-a".into(),
         addr: b.addr.clone(),
         queue_ids: vec![0],
@@ -21,6 +22,7 @@ fn given_busy_answers_when_producing_then_they_are_counted_by_code() {
     let broker = FakeBroker::start(Faults {
         stall_at: None,
         fail_every: Some((10, response::SYSTEM_BUSY)),
+        ..Faults::default()
     });
     let opts = ProduceOptions {
         rate: Rate::Max,
@@ -43,6 +45,7 @@ fn given_a_stall_longer_than_the_timeout_then_it_counts_as_a_timeout() {
     let broker = FakeBroker::start(Faults {
         stall_at: Some((5, Duration::from_millis(600))),
         fail_every: None,
+        ..Faults::default()
     });
     let opts = ProduceOptions {
         rate: Rate::PerSec(200.0),
@@ -64,6 +67,7 @@ fn given_errors_when_run_from_the_command_line_then_the_last_line_says_failed_an
     let broker = FakeBroker::start(Faults {
         stall_at: None,
         fail_every: Some((4, response::FLUSH_DISK_TIMEOUT)),
+        ..Faults::default()
     });
     let dir = tempfile::tempdir().expect("tempdir");
     let args = [

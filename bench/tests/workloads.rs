@@ -127,15 +127,14 @@ fn given_messages_in_queues_when_consuming_from_first_then_all_are_read() {
         ]),
         0
     );
-    // The fake NameServer has no route for the topic itself; consume reads the TBW102 queues it was sent to
-    // through the library instead of the CLI.
+    // Through the library this time (the CLI path, with routes, is in tests/topics_and_pull_rtt.rs).
     let sets = vec![rocketcore_bench::route::QueueSet {
+        topic: "BenchTopic".into(),
         broker_name: "fake-a".into(),
         addr: broker.addr.clone(),
         queue_ids: (0..4).collect(),
     }];
     let opts = rocketcore_bench::consume::ConsumeOptions {
-        topic: "BenchTopic".into(),
         from_first: true,
         count: Some(300),
         duration: Some(std::time::Duration::from_secs(10)),

@@ -1,16 +1,18 @@
 //! A fake NameServer + broker on one 127.0.0.1 port, speaking through rocketcore's codec. It knows only what
-//! the bench asks: routes (the test topic has none, TBW102 points at itself), sends (single and batch, stored
-//! per queue), heartbeats, GET_MAX_OFFSET and pulls (held until a message arrives or the suspend time ends).
+//! the bench asks: routes (a topic has none until something was stored in it, then QUEUES queues, as if
+//! auto-created; TBW102 points at itself), sends (single and batch, stored per (topic, queue)), heartbeats,
+//! GET_MAX_OFFSET and pulls (held until a message arrives or the suspend time ends).
 //!
 //! Faults it injects, each chosen by the test: a stall of a known length before answering one chosen send
-//! (a GC pause or a disk hiccup as a client sees it), and a non-OK answer code for every Nth send.
+//! (a GC pause or a disk hiccup as a client sees it), a non-OK answer code for every Nth send, and a delay of a
+//! known length before every pull answer.
 #![allow(dead_code)]
 
 use bytes::{Buf, BytesMut};
 use rocketcore::remoting::codes::{request, response};
 use rocketcore::remoting::{frame, RemotingCommand};
 use rocketcore_bench::proto;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,12 +27,23 @@ pub struct Faults {
     pub stall_at: Option<(u64, Duration)>,
     /// Answer every Nth send (1-based) with this code instead of SUCCESS.
     pub fail_every: Option<(u64, i32)>,
+    /// Hold every pull answer this long before writing it.
+    pub pull_delay: Option<Duration>,
 }
 
 #[derive(Default)]
 struct Store {
-    /// queue id → stored records (§4.1 bytes).
-    queues: HashMap<i32, Vec<Vec<u8>>>,
+    /// (topic, queue id) → stored records (§4.1 bytes).
+    queues: HashMap<(String, i32), Vec<Vec<u8>>>,
+}
+
+impl Store {
+    fn len(&self, topic: &str, q: i32) -> usize {
+        self.queues.get(&(topic.to_string(), q)).map_or(0, Vec::len)
+    }
+    fn has_topic(&self, topic: &str) -> bool {
+        self.queues.keys().any(|(t, _)| t == topic)
+    }
 }
 
 pub struct FakeBroker {
@@ -38,6 +51,7 @@ pub struct FakeBroker {
     pub sends: Arc<AtomicU64>,
     pub messages: Arc<AtomicU64>,
     pub route_lookups: Arc<Mutex<Vec<String>>>,
+    shared: Arc<Shared>,
     stop: Arc<AtomicBool>,
 }
 
@@ -70,6 +84,7 @@ impl FakeBroker {
             sends: Arc::clone(&shared.sends),
             messages: Arc::clone(&shared.messages),
             route_lookups: Arc::clone(&shared.route_lookups),
+            shared: Arc::clone(&shared),
             stop: Arc::clone(&stop),
         };
         std::thread::spawn(move || {
@@ -83,6 +98,22 @@ impl FakeBroker {
             }
         });
         fb
+    }
+}
+
+impl FakeBroker {
+    /// Messages stored per (topic, queue id).
+    pub fn stored(&self) -> BTreeMap<(String, i32), usize> {
+        self.shared
+            .store
+            .lock()
+            .map(|st| {
+                st.queues
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.len()))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }
 
@@ -104,7 +135,13 @@ fn serve(mut conn: TcpStream, s: Arc<Shared>) {
             if req.code == request::PULL_MESSAGE {
                 // Pulls may be held: answer from their own thread so sends are not blocked behind them.
                 let (s, w) = (Arc::clone(&s), Arc::clone(&writer));
-                std::thread::spawn(move || reply(&w, &pull(&s, &req)));
+                std::thread::spawn(move || {
+                    let resp = pull(&s, &req);
+                    if let Some(d) = s.faults.pull_delay {
+                        std::thread::sleep(d);
+                    }
+                    reply(&w, &resp)
+                });
             } else {
                 let resp = handle(&s, &req);
                 reply(&writer, &resp);
@@ -134,11 +171,8 @@ fn handle(s: &Shared, req: &RemotingCommand) -> RemotingCommand {
                 .field("queueId")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0);
-            let n = s
-                .store
-                .lock()
-                .map(|st| st.queues.get(&q).map_or(0, Vec::len))
-                .unwrap_or(0);
+            let topic = req.field("topic").unwrap_or_default();
+            let n = s.store.lock().map(|st| st.len(topic, q)).unwrap_or(0);
             RemotingCommand::response_to(req, response::SUCCESS).with_field("offset", n)
         }
         _ => RemotingCommand::response_to(req, response::REQUEST_CODE_NOT_SUPPORTED),
@@ -150,12 +184,17 @@ fn route(s: &Shared, req: &RemotingCommand) -> RemotingCommand {
     if let Ok(mut l) = s.route_lookups.lock() {
         l.push(topic.clone());
     }
-    if topic != "TBW102" {
+    // TBW102 is inheritable (perm 7); an auto-created topic is read-write (6).
+    let (queues, perm) = if topic == "TBW102" {
+        (8, 7)
+    } else if s.store.lock().is_ok_and(|st| st.has_topic(&topic)) {
+        (QUEUES, 6)
+    } else {
         return RemotingCommand::response_to(req, response::TOPIC_NOT_EXIST);
-    }
+    };
     // Bare numeric keys, as an old fastjson NameServer writes them.
     let body = format!(
-        r#"{{"brokerDatas":[{{"brokerAddrs":{{0:"{}"}},"brokerName":"fake-a","cluster":"C"}}],"filterServerTable":{{}},"queueDatas":[{{"brokerName":"fake-a","perm":7,"readQueueNums":8,"writeQueueNums":8,"topicSysFlag":0}}]}}"#,
+        r#"{{"brokerDatas":[{{"brokerAddrs":{{0:"{}"}},"brokerName":"fake-a","cluster":"C"}}],"filterServerTable":{{}},"queueDatas":[{{"brokerName":"fake-a","perm":{perm},"readQueueNums":{queues},"writeQueueNums":{queues},"topicSysFlag":0}}]}}"#,
         s.addr
     );
     RemotingCommand::response_to(req, response::SUCCESS).with_body(body.into_bytes())
@@ -185,7 +224,7 @@ fn send(s: &Shared, req: &RemotingCommand) -> RemotingCommand {
         )]
     };
     let mut st = s.store.lock().expect("store");
-    let queue = st.queues.entry(q).or_default();
+    let queue = st.queues.entry((topic.clone(), q)).or_default();
     let first = queue.len();
     for (body, props) in &bodies {
         let rec = proto::encode_record(queue.len() as i64, born, body, &topic, props);
@@ -223,6 +262,7 @@ fn pull(s: &Shared, req: &RemotingCommand) -> RemotingCommand {
         .field("queueId")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
+    let topic = req.field("topic").unwrap_or_default().to_string();
     let offset: usize = req
         .field("queueOffset")
         .and_then(|v| v.parse().ok())
@@ -235,13 +275,11 @@ fn pull(s: &Shared, req: &RemotingCommand) -> RemotingCommand {
     let st = s.store.lock().expect("store");
     let (st, _) = s
         .arrived
-        .wait_timeout_while(st, suspend, |st| {
-            st.queues.get(&q).map_or(0, Vec::len) <= offset
-        })
+        .wait_timeout_while(st, suspend, |st| st.len(&topic, q) <= offset)
         .expect("wait");
     let recs = st
         .queues
-        .get(&q)
+        .get(&(topic.clone(), q))
         .map(|v| &v[offset.min(v.len())..])
         .unwrap_or(&[]);
     let recs = &recs[..recs.len().min(32)];
@@ -255,7 +293,7 @@ fn pull(s: &Shared, req: &RemotingCommand) -> RemotingCommand {
     RemotingCommand::response_to(req, code)
         .with_field("nextBeginOffset", next)
         .with_field("minOffset", 0)
-        .with_field("maxOffset", st.queues.get(&q).map_or(0, Vec::len))
+        .with_field("maxOffset", st.len(&topic, q))
         .with_field("suggestWhichBrokerId", 0)
         .with_body(body)
 }

@@ -114,7 +114,7 @@ pub struct Load {
     #[arg(long, default_value = "1024")]
     pub size: String,
     /// TCP connections (each a producer with its own window).
-    #[arg(long, alias = "producers", default_value_t = 1)]
+    #[arg(long, visible_alias = "producers", default_value_t = 1)]
     pub connections: usize,
     /// Requests in flight per connection.
     #[arg(long, default_value_t = 64)]

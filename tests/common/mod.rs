@@ -38,7 +38,10 @@ pub fn default_sets(store_dir: &Path) -> Vec<(String, String)> {
         ),
         ("listenPort".to_string(), "0".to_string()),
         ("namesrvListenPort".to_string(), "0".to_string()),
-        ("shards".to_string(), "2".to_string()),
+        (
+            "shards".to_string(),
+            std::env::var("RC_TEST_SHARDS").unwrap_or_else(|_| "2".to_string()),
+        ),
         ("flushDiskType".to_string(), "SYNC_FLUSH".to_string()),
         // Tests must not depend on how full the host's disk is.
         ("diskMaxUsedSpaceRatio".to_string(), "95".to_string()),

@@ -1,6 +1,6 @@
 //! The shard runtime: N pinned single-threaded executors joined by a channel mesh.
 //!
-//! This is the only module that names glommio's executor and channel types; the rest of the
+//! This is the only module that names glommio's executor types; the rest of the
 //! code sees [`Shard`], [`run_pool`], [`run_local`], [`spawn`] and [`dma`].
 
 pub mod dma;
@@ -10,7 +10,6 @@ use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
 
-use glommio::channels::channel_mesh::{MeshBuilder, Receivers, Senders};
 use glommio::{LocalExecutorBuilder, LocalExecutorPoolBuilder, Placement, PoolPlacement};
 
 /// Per-executor io_uring registered memory. The locked-memory limit on our hosts can be as low
@@ -45,11 +44,16 @@ pub fn available_cores() -> usize {
 }
 
 /// One shard's view of the pool: who it is, and how to reach the others.
+///
+/// The mesh is one bounded inbox per shard (`async_channel`, lock-free, wakes across threads).
+/// glommio's own channel mesh was used first; with two shards under the real-client tests the
+/// process intermittently aborted with glibc heap-corruption reports, which stopped when shards
+/// stopped exchanging messages through it, and stop with this inbox.
 pub struct Shard<M: Send + 'static> {
     id: usize,
     count: usize,
-    senders: Senders<M>,
-    receivers: RefCell<Option<Receivers<M>>>,
+    senders: Vec<async_channel::Sender<M>>,
+    inbox: RefCell<Option<async_channel::Receiver<M>>>,
     shutdown: async_channel::Receiver<()>,
 }
 
@@ -62,35 +66,28 @@ impl<M: Send + 'static> Shard<M> {
         self.count
     }
 
-    /// Sends `msg` to shard `to`; waits while that shard's inbox from us is full (backpressure).
+    /// Sends `msg` to shard `to`; waits while that shard's inbox is full (backpressure).
     pub async fn send_to(&self, to: usize, msg: M) -> Result<(), M> {
         debug_assert!(
             to < self.count && to != self.id,
             "mesh send to self or out of range"
         );
-        self.senders.send_to(to, msg).await.map_err(|e| match e {
-            glommio::GlommioError::Closed(glommio::ResourceType::Channel(m)) => m,
-            glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(m)) => m,
-            other => panic!("mesh send failed unexpectedly: {other}"),
-        })
+        match self.senders.get(to) {
+            Some(tx) => tx.send(msg).await.map_err(|e| e.into_inner()),
+            None => Err(msg),
+        }
     }
 
-    /// Starts one receive loop per peer, each calling `handle` for every message in arrival order.
+    /// Starts the receive loop, calling `handle` for every message in arrival order.
     pub fn serve(&self, handle: impl Fn(M) + 'static) {
-        let Some(mut receivers) = self.receivers.borrow_mut().take() else {
+        let Some(inbox) = self.inbox.borrow_mut().take() else {
             return;
         };
-        let handle = Rc::new(handle);
-        for (_, stream) in receivers.streams() {
-            let handle = handle.clone();
-            spawn(async move {
-                use futures_lite::StreamExt;
-                let mut stream = stream;
-                while let Some(msg) = stream.next().await {
-                    handle(msg);
-                }
-            });
-        }
+        spawn(async move {
+            while let Ok(msg) = inbox.recv().await {
+                handle(msg);
+            }
+        });
     }
 
     /// Resolves when the pool is asked to stop.
@@ -122,7 +119,13 @@ where
     T: Send + 'static,
 {
     let shards = config.shards.max(1);
-    let mesh = MeshBuilder::full(shards, MESH_CHANNEL_CAPACITY);
+    let (senders, inboxes): (Vec<_>, Vec<_>) = (0..shards)
+        .map(|_| async_channel::bounded::<M>(MESH_CHANNEL_CAPACITY))
+        .unzip();
+    let inboxes = std::sync::Arc::new(std::sync::Mutex::new(
+        inboxes.into_iter().map(Some).collect::<Vec<_>>(),
+    ));
+    let next_id = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
     let placement = if config.pin {
         PoolPlacement::MaxSpread(shards, None)
@@ -134,23 +137,25 @@ where
         .io_memory(config.io_memory_bytes)
         .preempt_timer(Duration::from_millis(5))
         .on_all_shards(move || {
-            let mesh = mesh.clone();
+            let senders = senders.clone();
+            let inboxes = inboxes.clone();
+            let next_id = next_id.clone();
             let stop_rx = stop_rx.clone();
             let main = main.clone();
             async move {
-                let (senders, receivers) = mesh
-                    .join()
-                    .await
-                    .map_err(|_| "mesh join failed")
-                    .expect("mesh");
+                let id = next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let inbox = inboxes
+                    .lock()
+                    .ok()
+                    .and_then(|mut v| v.get_mut(id).and_then(Option::take));
+                debug_assert!(inbox.is_some(), "each shard takes its own inbox once");
                 let shard = Rc::new(Shard {
-                    id: senders.peer_id(),
-                    count: senders.nr_consumers(),
+                    id,
+                    count: shards,
                     senders,
-                    receivers: RefCell::new(Some(receivers)),
+                    inbox: RefCell::new(inbox),
                     shutdown: stop_rx,
                 });
-                let id = shard.id;
                 (id, main(shard).await)
             }
         })
@@ -204,14 +209,25 @@ where
     glommio::spawn_local(fut).detach()
 }
 
-/// Runs blocking work (buffered-file fsyncs) on the executor's helper thread, so it never
-/// stalls the shard's reactor.
-pub async fn blocking<F, R>(f: F) -> R
+/// Runs blocking work (buffered-file fsyncs) on a short-lived thread of its own, so it never
+/// stalls the shard's reactor. The result comes back over a channel; if the waiting task is
+/// dropped (the shard shutting down), the thread finishes alone and nothing it touches belongs
+/// to the executor. (glommio's own blocking pool is not used: a call in flight while an
+/// executor shut down corrupted the heap in one CI run.)
+pub async fn blocking<F, R>(f: F) -> std::io::Result<R>
 where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
-    glommio::executor().spawn_blocking(f).await
+    let (tx, rx) = async_channel::bounded(1);
+    std::thread::Builder::new()
+        .name("rocketcore-io".into())
+        .spawn(move || {
+            let _ = tx.send_blocking(f());
+        })?;
+    rx.recv()
+        .await
+        .map_err(|_| std::io::Error::other("blocking I/O thread ended without a result"))
 }
 
 pub async fn sleep(d: Duration) {

@@ -364,7 +364,8 @@ impl Log {
             }
             cp.write(&dir)
         })
-        .await?;
+        .await
+        .map_err(|e| StoreError::io("checkpoint thread", e))??;
         let mut queues = self.queues.borrow_mut();
         for (key, _, _, count) in queue_jobs {
             if let Some(q) = queues.get_mut(&key) {

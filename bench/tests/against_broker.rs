@@ -5,6 +5,9 @@
 //! integration tests). Without either the test fails: run it through `cargo test --workspace`,
 //! build `rocketcore` first, or set ROCKETCORE_BIN.
 
+mod common;
+
+use common::cli;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -64,12 +67,6 @@ fn start_broker(bin: &PathBuf, store: &std::path::Path) -> Broker {
         other => panic!("broker did not print its ready line within 30 s: {other:?}"),
     }
     broker
-}
-
-fn cli(args: &[&str]) -> i32 {
-    let mut v = vec!["rocketcore-bench".to_string()];
-    v.extend(args.iter().map(|s| s.to_string()));
-    rocketcore_bench::cli::main_with(v)
 }
 
 #[test]

@@ -3,22 +3,10 @@
 
 mod common;
 
-use common::{FakeBroker, Faults};
-use rocketcore_bench::report::{self, Summary};
+use common::{cli, summary, FakeBroker, Faults};
+use rocketcore_bench::report;
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::time::Duration;
-
-fn cli(args: &[&str]) -> i32 {
-    let mut v = vec!["rocketcore-bench".to_string()];
-    v.extend(args.iter().map(|s| s.to_string()));
-    rocketcore_bench::cli::main_with(v)
-}
-
-fn summary(dir: &Path, label: &str) -> Summary {
-    let text = std::fs::read_to_string(dir.join(format!("{label}.json"))).expect("summary exists");
-    Summary::from_json(&text).expect("summary parses")
-}
 
 #[test]
 fn given_three_generated_topics_when_producing_then_every_topic_and_queue_gets_sends_and_consume_reads_them_all(

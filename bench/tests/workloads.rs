@@ -3,21 +3,8 @@
 
 mod common;
 
-use common::{FakeBroker, Faults};
-use rocketcore_bench::report::Summary;
-use std::path::Path;
+use common::{cli, summary, FakeBroker, Faults};
 use std::sync::atomic::Ordering;
-
-fn cli(args: &[&str]) -> i32 {
-    let mut v = vec!["rocketcore-bench".to_string()];
-    v.extend(args.iter().map(|s| s.to_string()));
-    rocketcore_bench::cli::main_with(v)
-}
-
-fn summary(dir: &Path, label: &str) -> Summary {
-    let text = std::fs::read_to_string(dir.join(format!("{label}.json"))).expect("summary exists");
-    Summary::from_json(&text).expect("summary parses")
-}
 
 #[test]
 fn given_a_topic_without_route_when_producing_batches_then_tbw102_is_used_and_every_message_lands()

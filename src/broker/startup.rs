@@ -198,9 +198,6 @@ async fn shard_main(
         }
         if !all_ok {
             // One shard failing to start stops them all: exit rather than serve partially.
-            spawn(async move {
-                shard.shutdown_requested().await;
-            });
             stop_everything(&ctx).await;
             std::process::exit(1);
         }

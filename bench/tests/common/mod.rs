@@ -297,3 +297,16 @@ fn pull(s: &Shared, req: &RemotingCommand) -> RemotingCommand {
         .with_field("suggestWhichBrokerId", 0)
         .with_body(body)
 }
+
+/// Runs the `rocketcore-bench` command line in-process; returns its exit code.
+pub fn cli(args: &[&str]) -> i32 {
+    let mut v = vec!["rocketcore-bench".to_string()];
+    v.extend(args.iter().map(|s| s.to_string()));
+    rocketcore_bench::cli::main_with(v)
+}
+
+/// The JSON summary a run wrote as `<dir>/<label>.json`.
+pub fn summary(dir: &std::path::Path, label: &str) -> rocketcore_bench::report::Summary {
+    let text = std::fs::read_to_string(dir.join(format!("{label}.json"))).expect("summary exists");
+    rocketcore_bench::report::Summary::from_json(&text).expect("summary parses")
+}

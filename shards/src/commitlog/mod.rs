@@ -9,7 +9,7 @@
 pub mod segment;
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
@@ -554,10 +554,6 @@ impl CommitLog {
 
     pub fn segment_path(&self, start: u64) -> PathBuf {
         self.cfg.dir.join(segment_file_name(start))
-    }
-
-    pub fn cached_segments(&self) -> BTreeMap<u64, ()> {
-        self.segments.open_starts()
     }
 }
 

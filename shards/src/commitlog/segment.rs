@@ -80,10 +80,6 @@ impl Segments {
         Ok(kept)
     }
 
-    pub fn open_starts(&self) -> BTreeMap<u64, ()> {
-        self.open.borrow().keys().map(|k| (*k, ())).collect()
-    }
-
     /// Forgets and deletes the segment at `start` (retention).
     pub async fn remove(&self, start: u64) -> Result<(), StoreError> {
         let f = self.open.borrow_mut().remove(&start);

@@ -97,11 +97,6 @@ impl Log {
             q.set_commitlog_min(new_min);
         }
     }
-
-    /// Called when the flusher opens a new segment file.
-    pub fn commitlog_min(&self) -> u64 {
-        self.commitlog_min.get()
-    }
 }
 
 #[cfg(test)]

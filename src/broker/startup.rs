@@ -83,6 +83,7 @@ pub fn run(cfg: BrokerConfig) -> Result<(), StartError> {
         shards,
         io_memory_bytes: shared.cfg.shard_io_memory,
         pin: shared.cfg.pin_shards,
+        spin_before_park: shared.cfg.shard_spin_before_park,
         name: "rocketcore".into(),
     };
     let rendezvous = Arc::new(Rendezvous {

@@ -49,6 +49,8 @@ pub struct BrokerConfig {
     pub shard_io_memory: usize,
     pub tail_cache_bytes: usize,
     pub pin_shards: bool,
+    /// Ours: microseconds an idle shard polls before parking (`shardSpinBeforePark`).
+    pub shard_spin_before_park: Duration,
     pub register_interval: Duration,
     pub tuning_profile: String,
 }
@@ -82,6 +84,7 @@ impl Default for BrokerConfig {
             shard_io_memory: rocketcore_shards::runtime::DEFAULT_IO_MEMORY_BYTES,
             tail_cache_bytes: 64 << 20,
             pin_shards: true,
+            shard_spin_before_park: Duration::ZERO,
             register_interval: Duration::from_secs(30),
             tuning_profile: "latency".into(),
         }
@@ -173,6 +176,10 @@ impl BrokerConfig {
             "shardIoMemory" => self.shard_io_memory = int(key, v, 64 * 1024, 1 << 30)? as usize,
             "tailCacheBytes" => self.tail_cache_bytes = int(key, v, 0, 1 << 40)? as usize,
             "pinShards" => self.pin_shards = boolean(key, v)?,
+            "shardSpinBeforePark" => {
+                self.shard_spin_before_park =
+                    Duration::from_micros(int(key, v, 0, 1_000_000)? as u64)
+            }
             "registerBrokerInterval" | "registerNameServerPeriod" => {
                 self.register_interval = Duration::from_millis(int(key, v, 1000, 60_000)? as u64)
             }

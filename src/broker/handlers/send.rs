@@ -30,7 +30,13 @@ pub fn offset_msg_id(store: SocketAddr, phys: u64) -> String {
     }
     bytes.extend_from_slice(&(store.port() as i32).to_be_bytes());
     bytes.extend_from_slice(&phys.to_be_bytes());
-    bytes.iter().map(|b| format!("{b:02X}")).collect()
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut id = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        id.push(HEX[(b >> 4) as usize] as char);
+        id.push(HEX[(b & 15) as usize] as char);
+    }
+    id
 }
 
 /// Finds (or auto-creates, §6.2) the topic a send targets.

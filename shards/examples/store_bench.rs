@@ -55,6 +55,9 @@ struct Args {
     /// Pin each shard to its own core.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pin: bool,
+    /// Zero the segment this many MiB ahead of the writer (the store's segment warming); 0 = off.
+    #[arg(long, default_value_t = 32)]
+    warm_ahead_mb: u64,
 }
 
 /// What one shard measured.
@@ -139,6 +142,7 @@ async fn appender(log: Rc<Log>, c: Rc<Counters>, args: Args, id: usize, per_appe
 async fn run_shard(shard_id: usize, root: PathBuf, args: Args) -> Result<ShardReport, String> {
     let mut cfg = LogConfig::new(log_dir(&root, shard_id as u16), shard_id as u16);
     cfg.segment_bytes = args.segment_mb << 20;
+    cfg.warm_ahead_bytes = args.warm_ahead_mb << 20;
     cfg.flush_mode = if args.mode == "sync" {
         FlushMode::Sync
     } else {

@@ -139,6 +139,9 @@ fn log_config(cfg: &BrokerConfig, log_id: u16) -> LogConfig {
     lc.flush_interval = cfg.flush_interval_commit_log;
     lc.sync_flush_timeout = cfg.sync_flush_timeout;
     lc.tail_cache_bytes = cfg.tail_cache_bytes / cfg.shards.max(1);
+    if !cfg.warm_maped_file_enable {
+        lc.warm_ahead_bytes = 0;
+    }
     lc.limits = StoreLimits {
         max_message_size: cfg.max_message_size,
         disk_max_used_space_ratio: cfg.disk_max_used_space_ratio,

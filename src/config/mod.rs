@@ -49,6 +49,10 @@ pub struct BrokerConfig {
     pub shard_io_memory: usize,
     pub tail_cache_bytes: usize,
     pub pin_shards: bool,
+    /// `warmMapedFileEnable`: zero commitlog segments ahead of the writer. RocketMQ defaults it
+    /// to false; here it is on, because O_DIRECT writes into fallocated (unwritten) extents made
+    /// every SYNC_FLUSH round pay a journal commit (see shards/src/commitlog/warmer.rs).
+    pub warm_maped_file_enable: bool,
     /// Ours: microseconds an idle shard polls before parking (`shardSpinBeforePark`).
     pub shard_spin_before_park: Duration,
     pub register_interval: Duration,
@@ -84,6 +88,7 @@ impl Default for BrokerConfig {
             shard_io_memory: rocketcore_shards::runtime::DEFAULT_IO_MEMORY_BYTES,
             tail_cache_bytes: 64 << 20,
             pin_shards: true,
+            warm_maped_file_enable: true,
             shard_spin_before_park: Duration::ZERO,
             register_interval: Duration::from_secs(30),
             tuning_profile: "latency".into(),
@@ -176,6 +181,7 @@ impl BrokerConfig {
             "shardIoMemory" => self.shard_io_memory = int(key, v, 64 * 1024, 1 << 30)? as usize,
             "tailCacheBytes" => self.tail_cache_bytes = int(key, v, 0, 1 << 40)? as usize,
             "pinShards" => self.pin_shards = boolean(key, v)?,
+            "warmMapedFileEnable" => self.warm_maped_file_enable = boolean(key, v)?,
             "shardSpinBeforePark" => {
                 self.shard_spin_before_park =
                     Duration::from_micros(int(key, v, 0, 1_000_000)? as u64)

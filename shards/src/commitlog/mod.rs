@@ -7,6 +7,7 @@
 //! memory and is written again with the next flush.
 
 pub mod segment;
+pub mod warmer;
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -43,6 +44,20 @@ pub struct CommitLogConfig {
     /// Appenders wait (backpressure) while this many bytes are not yet written.
     pub max_pending_bytes: usize,
     pub tail_cache_bytes: usize,
+    /// Zero the current segment this far ahead of the write position (0: off). See [`warmer`].
+    pub warm_ahead_bytes: u64,
+}
+
+/// The warmer's progress, shared with the flusher (see [`warmer`]).
+#[derive(Default)]
+struct WarmState {
+    /// Everything below this offset in the current segment has been written (data or zeros).
+    warmed_to: Cell<u64>,
+    /// The zeroing write under way, as physical `[start, end)`.
+    in_flight: Cell<Option<(u64, u64)>>,
+    running: Cell<bool>,
+    wake: Notify,
+    done: Notify,
 }
 
 /// Bytes appended but not yet written, starting at an aligned position of one segment.
@@ -89,6 +104,7 @@ pub struct CommitLog {
     written_end: Cell<u64>,
     unsynced: RefCell<std::collections::BTreeSet<u64>>,
     last_sync: Cell<std::time::Instant>,
+    warm: WarmState,
 }
 
 pub struct Appended {
@@ -140,6 +156,7 @@ impl CommitLog {
             written_end: Cell::new(end),
             unsynced: RefCell::new(std::collections::BTreeSet::new()),
             last_sync: Cell::new(std::time::Instant::now()),
+            warm: WarmState::default(),
         })
     }
 
@@ -321,6 +338,7 @@ impl CommitLog {
                     .await?;
                 let len = c.bytes.len();
                 let padded = align_up(len as u64) as usize;
+                self.wait_warm_clear(c.base, c.base + padded as u64).await;
                 let io = async {
                     file.write_from(c.base - c.segment_start, padded, |buf| {
                         buf[..len].copy_from_slice(&c.bytes);
@@ -353,6 +371,7 @@ impl CommitLog {
             }
         }
         self.written_end.set(end);
+        self.nudge_warmer();
         if sync {
             self.last_sync.set(std::time::Instant::now());
             self.durability.flushed_ok(end);
@@ -535,6 +554,7 @@ impl CommitLog {
         while self.flusher_running.get() {
             self.flusher_done.notified().await;
         }
+        self.wait_warmer_stopped().await;
         if self.write_pos() > self.durability.durable() {
             if let Err(e) = self.flush_once().await {
                 tracing::error!(dir = %self.cfg.dir.display(), error = %e, "final commitlog flush failed");

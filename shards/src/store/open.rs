@@ -103,6 +103,7 @@ impl Log {
             flush_threshold_bytes: (cfg.max_pending_bytes / 4).max(64 * 1024),
             max_pending_bytes: cfg.max_pending_bytes,
             tail_cache_bytes: cfg.tail_cache_bytes,
+            warm_ahead_bytes: cfg.warm_ahead_bytes,
         };
         let mut redispatched = 0u64;
         let dir_for_paths = cfg.dir.clone();
@@ -187,6 +188,7 @@ impl Log {
         });
         log.checkpoint().await?;
         crate::runtime::spawn(log.commitlog.clone().run_flusher());
+        crate::runtime::spawn(log.commitlog.clone().run_warmer());
         crate::runtime::spawn(log.clone().run_checkpointer());
         Ok(log)
     }

@@ -46,6 +46,38 @@ pub fn encode(props: &[(String, String)]) -> String {
     out
 }
 
+/// `own` without `drop_key`, plus each `(key, value)` of `defaults` whose key it lacks: the
+/// same properties (as [`parse`] reads them) as parsing, removing, pushing and encoding, but a
+/// single copy of `own` when it does not hold `drop_key` (the common case on the batch path,
+/// where the parse/encode round trip cost ~8% of broker CPU).
+pub fn with_defaults(own: &str, defaults: &[(String, String)], drop_key: &str) -> String {
+    if find(own, drop_key).is_some() {
+        let mut props = parse(own);
+        remove(&mut props, drop_key);
+        for (k, v) in defaults {
+            if get(&props, k).is_none() {
+                props.push((k.clone(), v.clone()));
+            }
+        }
+        return encode(&props);
+    }
+    let mut out = String::with_capacity(own.len() + 64);
+    out.push_str(own);
+    for (i, (k, v)) in defaults.iter().enumerate() {
+        let added_before = defaults[..i].iter().any(|(k2, _)| k2 == k);
+        if k.is_empty() || v.is_empty() || added_before || find(own, k).is_some() {
+            continue;
+        }
+        if !out.is_empty() && !out.ends_with(PROPERTY_SEP) {
+            out.push(PROPERTY_SEP);
+        }
+        out.push_str(k);
+        out.push(NAME_VALUE_SEP);
+        out.push_str(v);
+    }
+    out
+}
+
 pub fn get<'a>(props: &'a [(String, String)], key: &str) -> Option<&'a str> {
     props
         .iter()
@@ -66,6 +98,31 @@ pub fn set(props: &mut Vec<(String, String)>, key: &str, value: &str) {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    fn slow_with_defaults(own: &str, defaults: &[(String, String)], drop_key: &str) -> String {
+        let mut props = parse(own);
+        remove(&mut props, drop_key);
+        for (k, v) in defaults {
+            if get(&props, k).is_none() {
+                props.push((k.clone(), v.clone()));
+            }
+        }
+        encode(&props)
+    }
+
+    proptest! {
+        #[test]
+        fn with_defaults_reads_back_like_the_parse_encode_round_trip(
+            own in "([A-C]{0,2}\u{1}?[a-c]{0,2}\u{2}?){0,5}",
+            defaults in prop::collection::vec(("[A-C]{0,2}", "[a-c]{0,2}"), 0..4),
+            drop_key in "[A-C]{1,2}",
+        ) {
+            prop_assert_eq!(
+                parse(&with_defaults(&own, &defaults, &drop_key)),
+                parse(&slow_with_defaults(&own, &defaults, &drop_key))
+            );
+        }
+    }
 
     #[test]
     fn accepts_old_trailing_separator_and_new_form() {

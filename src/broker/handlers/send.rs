@@ -259,19 +259,12 @@ fn decode_batch(
         }
         let own = std::str::from_utf8(&b[..props_len as usize])
             .map_err(|_| bad("properties are not UTF-8"))?;
-        let mut props = properties::parse(own);
-        properties::remove(&mut props, WAIT);
         // Batch-level properties (CLUSTER, the batch's own UNIQ_KEY if a client sets one) add to,
         // never replace, the message's own: its UNIQ_KEY is the id its producer returned.
-        for (k, v) in batch_props {
-            if properties::get(&props, k).is_none() {
-                props.push((k.clone(), v.clone()));
-            }
-        }
         out.push(MessageInput {
             body: msg_body,
             flag,
-            properties: properties::encode(&props),
+            properties: properties::with_defaults(own, batch_props, WAIT),
             ..base.clone()
         });
         pos += total as usize;

@@ -1,4 +1,4 @@
-//! Command line: `produce`, `consume`, `e2e`, `plot`, `plan`, `calibrate`. Exit status 0 = clean run,
+//! Command line: `produce`, `consume`, `e2e`, `plot`, `plan`, `calibrate`, `floor`. Exit status 0 = clean run,
 //! 1 = the run had errors (its last line says so), 2 = it could not run.
 
 use clap::{Args, Parser, Subcommand};
@@ -40,6 +40,26 @@ pub enum Cmd {
     Plan(PlanArgs),
     /// Measure disk bandwidth and per-shard rate at an SLO; write a calibration file.
     Calibrate(CalibrateArgs),
+    /// This machine's loopback floor: a do-nothing TCP echo at a fixed rate, for comparing a
+    /// broker's fixed-rate send latency with it in the same session.
+    Floor(FloorArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FloorArgs {
+    /// Requests per second (one connection; a writer and a reader thread, requests pipelined).
+    #[arg(long, default_value_t = 4000.0)]
+    pub rate: f64,
+    #[arg(long, default_value = "1s", value_parser = parse_duration_arg)]
+    pub warmup: Duration,
+    #[arg(long, default_value = "10s", value_parser = parse_duration_arg)]
+    pub duration: Duration,
+    /// Bytes per request: about a SEND_MESSAGE_V2 frame with a 1 KiB body.
+    #[arg(long, default_value_t = 1300)]
+    pub request_bytes: usize,
+    /// Bytes per response: about a send response frame.
+    #[arg(long, default_value_t = 300)]
+    pub response_bytes: usize,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -283,6 +303,7 @@ fn dispatch(cli: Cli, command: &str) -> Result<bool> {
         Cmd::Plot(a) => plot_cmd(a),
         Cmd::Plan(a) => plan_cmd(a),
         Cmd::Calibrate(a) => calibrate_cmd(a, command),
+        Cmd::Floor(a) => floor_cmd(a),
     }
 }
 
@@ -727,4 +748,29 @@ mod tests {
             .unwrap_or_default();
         assert!(help.contains("Queues per topic per broker"), "{help}");
     }
+}
+
+fn floor_cmd(a: FloorArgs) -> Result<bool> {
+    let o = crate::floor::FloorOptions {
+        rate: a.rate,
+        warmup: a.warmup,
+        duration: a.duration,
+        request_bytes: a.request_bytes,
+        response_bytes: a.response_bytes,
+    };
+    let out = crate::floor::run(&o)?;
+    let p = Percentiles::of(&out.latency);
+    println!(
+        "== floor: loopback TCP echo, {} B request / {} B response, {} req/s open loop, {} requests in {:.1} s",
+        o.request_bytes,
+        o.response_bytes,
+        o.rate,
+        out.requests,
+        out.elapsed.as_secs_f64()
+    );
+    println!(
+        "latency (ms, from intended)  p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
+        p.p50_ms, p.p90_ms, p.p99_ms, p.p999_ms, p.max_ms
+    );
+    Ok(true)
 }

@@ -5,6 +5,7 @@ pub mod calibrate;
 pub mod cli;
 pub mod consume;
 pub mod e2e;
+pub mod floor;
 pub mod hist;
 pub mod plan;
 pub mod plot;

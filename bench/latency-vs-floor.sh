@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Fixed-rate single-send latency of the broker (SYNC_FLUSH and ASYNC_FLUSH) next to this
+# machine's loopback floor (`rocketcore-bench floor`: a TCP echo that does no work), interleaved
+# round by round so all three see the same background noise.
+#
+#   bash bench/latency-vs-floor.sh [rate] [rounds]      (defaults: 4000 msg/s, 3 rounds)
+#
+# Uses the release binaries in target/ (cargo build --release -p rocketcore -p rocketcore-bench).
+# Each broker gets a fresh temp store on this repo's disk; both stay up for the whole run.
+set -euo pipefail
+
+RATE="${1:-4000}"
+ROUNDS="${2:-3}"
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TARGET="${CARGO_TARGET_DIR:-$REPO/target}/release"
+WORK="$(mktemp -d "$REPO/.latency-vs-floor.XXXXXX")"
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+declare -A NS
+for mode in SYNC_FLUSH ASYNC_FLUSH; do
+    mkdir -p "$WORK/$mode"
+    "$TARGET/rocketcore" broker --set storePathRootDir="$WORK/$mode" --set listenPort=0 \
+        --set namesrvListenPort=0 --set flushDiskType="$mode" \
+        --set mapedFileSizeCommitLog=268435456 >"$WORK/$mode.out" 2>&1 &
+    PIDS+=("$!")
+    for _ in $(seq 100); do
+        grep -q "rocketcore ready" "$WORK/$mode.out" && break
+        sleep 0.1
+    done
+    NS[$mode]="$(sed -n 's/.*namesrv=\([^ ]*\).*/\1/p' "$WORK/$mode.out")"
+done
+
+for round in $(seq "$ROUNDS"); do
+    floor="$("$TARGET/rocketcore-bench" floor --rate "$RATE" --warmup 2s --duration 10s | tail -1)"
+    echo "round=$round floor       | $floor"
+    for mode in SYNC_FLUSH ASYNC_FLUSH; do
+        "$TARGET/rocketcore-bench" produce --namesrv "${NS[$mode]}" --quiet --size 1024 \
+            --connections 1 --inflight 64 --rate "$RATE" --warmup 2s --duration 10s >"$WORK/run.out" 2>&1 || true
+        echo "round=$round $mode | $(grep -m1 '^send' "$WORK/run.out" | tr -s ' ')"
+    done
+done
+echo "(floor columns: p50 p90 p99 p99.9 max; broker columns: p50 p90 p99 p99.9 p99.99 max count; ms)"

@@ -709,6 +709,31 @@ fn calibrate_cmd(a: CalibrateArgs, command: &str) -> Result<bool> {
     Ok(clean)
 }
 
+fn floor_cmd(a: FloorArgs) -> Result<bool> {
+    let o = crate::floor::FloorOptions {
+        rate: a.rate,
+        warmup: a.warmup,
+        duration: a.duration,
+        request_bytes: a.request_bytes,
+        response_bytes: a.response_bytes,
+    };
+    let out = crate::floor::run(&o)?;
+    let p = Percentiles::of(&out.latency);
+    println!(
+        "== floor: loopback TCP echo, {} B request / {} B response, {} req/s open loop, {} requests in {:.1} s",
+        o.request_bytes,
+        o.response_bytes,
+        o.rate,
+        out.requests,
+        out.elapsed.as_secs_f64()
+    );
+    println!(
+        "latency (ms, from intended)  p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
+        p.p50_ms, p.p90_ms, p.p99_ms, p.p999_ms, p.max_ms
+    );
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -748,29 +773,4 @@ mod tests {
             .unwrap_or_default();
         assert!(help.contains("Queues per topic per broker"), "{help}");
     }
-}
-
-fn floor_cmd(a: FloorArgs) -> Result<bool> {
-    let o = crate::floor::FloorOptions {
-        rate: a.rate,
-        warmup: a.warmup,
-        duration: a.duration,
-        request_bytes: a.request_bytes,
-        response_bytes: a.response_bytes,
-    };
-    let out = crate::floor::run(&o)?;
-    let p = Percentiles::of(&out.latency);
-    println!(
-        "== floor: loopback TCP echo, {} B request / {} B response, {} req/s open loop, {} requests in {:.1} s",
-        o.request_bytes,
-        o.response_bytes,
-        o.rate,
-        out.requests,
-        out.elapsed.as_secs_f64()
-    );
-    println!(
-        "latency (ms, from intended)  p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
-        p.p50_ms, p.p90_ms, p.p99_ms, p.p999_ms, p.max_ms
-    );
-    Ok(true)
 }

@@ -45,7 +45,7 @@ fn echo(mut conn: TcpStream, request_bytes: usize, response_bytes: usize) {
 }
 
 pub fn run(o: &FloorOptions) -> Result<FloorOutcome> {
-    if !(o.rate > 0.0) || o.request_bytes == 0 || o.response_bytes == 0 {
+    if !o.rate.is_finite() || o.rate <= 0.0 || o.request_bytes == 0 || o.response_bytes == 0 {
         return Err(Error(
             "floor: --rate, --request-bytes and --response-bytes must be positive".into(),
         ));

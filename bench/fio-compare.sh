@@ -5,8 +5,9 @@
 #
 # 1. fio: sequential O_DIRECT 1 MiB writes at iodepth 32 (io_uring, libaio as fallback), and
 #    4 KiB writes each followed by fdatasync.
-# 2. store_bench (release): 1 KiB messages, SYNC_FLUSH and ASYNC_FLUSH, 64 appenders, one shard;
-#    then SYNC_FLUSH at half the measured SYNC throughput, for p99 at half load.
+# 2. store_bench (release): 1 KiB messages, SYNC_FLUSH and ASYNC_FLUSH, 64 appenders, one shard
+#    (SYNC also with segment warming off, and with 256 appenders); then SYNC_FLUSH at half the
+#    measured SYNC throughput, for p99 at half load.
 # 3. A table of our MB/s (stored record bytes) as a fraction of fio's sequential bandwidth.
 #
 # Everything runs in a temp dir on the repo's filesystem (never tmpfs), removed at the end.
@@ -65,8 +66,12 @@ field() {
     tr ' ' '\n' <<<"$1" | awk -F= -v k="$2" '$1 == k {print $2}'
 }
 
+echo "store_bench: SYNC_FLUSH, 64 appenders, segment warming off (before/after)" >&2
+COLD_RESULT="$(store_bench --mode sync --appenders 64 --warm-ahead-mb 0)"
 echo "store_bench: SYNC_FLUSH, 64 appenders" >&2
 SYNC_RESULT="$(store_bench --mode sync --appenders 64)"
+echo "store_bench: SYNC_FLUSH, 256 appenders" >&2
+SYNC256_RESULT="$(store_bench --mode sync --appenders 256)"
 echo "store_bench: ASYNC_FLUSH, 64 appenders" >&2
 ASYNC_RESULT="$(store_bench --mode async --appenders 64)"
 HALF_RATE="$(awk -v m="$(field "$SYNC_RESULT" msgs_per_s)" 'BEGIN {printf "%d", m / 2}')"
@@ -91,7 +96,9 @@ echo "fio 4 KiB write + fdatasync: $SYNC4K_MBS MB/s, $SYNC_IOPS IOPS"
 echo
 echo "| store_bench, 1 KiB bodies, 1 shard   |     msgs/s |     MB/s |  of fio |  p50 us |   p99 us | p99.9 us | max us |"
 echo "|--------------------------------------|------------|----------|---------|---------|----------|----------|--------|"
+row "SYNC_FLUSH, 64 appenders, no warming" "$COLD_RESULT"
 row "SYNC_FLUSH, 64 appenders" "$SYNC_RESULT"
+row "SYNC_FLUSH, 256 appenders" "$SYNC256_RESULT"
 row "ASYNC_FLUSH, 64 appenders" "$ASYNC_RESULT"
 row "SYNC_FLUSH, 64 appenders, half rate" "$HALF_RESULT"
 echo

@@ -3,7 +3,6 @@
 //! A shard owns logs; a log is a direct-I/O commitlog plus the consume queues, key index and
 //! consumer offsets of the queues placed on it. Everything a log touches lives on one core.
 
-pub mod blocks;
 pub mod commitlog;
 pub mod consume_queue;
 pub mod error;
@@ -11,6 +10,7 @@ pub mod flush;
 pub mod index;
 pub mod message;
 pub mod offsets;
+pub mod paged;
 pub mod persist;
 pub mod placement;
 pub mod recovery;

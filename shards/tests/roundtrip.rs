@@ -97,7 +97,7 @@ proptest! {
     ) {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("keys");
-        let mut idx = KeyIndex::load(path.clone(), u64::MAX).expect("load");
+        let mut idx = KeyIndex::load(path.clone(), u64::MAX, 8).expect("load");
         let entry = |i: usize| IndexEntry { phys: 1000 + i as u64 * 100, size: 100 };
         for (i, k) in keys.iter().enumerate() {
             idx.add("T", k, entry(i));
@@ -105,7 +105,7 @@ proptest! {
         idx.persist().expect("persist");
         let cut = entry(cut_pick.index(keys.len())).phys;
         idx.truncate_from_phys(cut).expect("truncate");
-        let reloaded = KeyIndex::load(path, u64::MAX).expect("reload");
+        let reloaded = KeyIndex::load(path, u64::MAX, 8).expect("reload");
         for (i, k) in keys.iter().enumerate() {
             let e = entry(i);
             for index in [&idx, &reloaded] {
@@ -312,5 +312,56 @@ fn given_concurrent_sync_appenders_with_segment_warming_when_read_back_from_disk
         got,
         vec![true; appenders],
         "queues read back intact from disk"
+    );
+}
+
+#[test]
+fn given_more_index_and_queue_entries_than_memory_keeps_when_looked_up_should_read_them_back_from_the_files(
+) {
+    // 6000 entries, persisted as they go: most leave memory and are read back page by page.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut idx = KeyIndex::load(dir.path().join("keys"), u64::MAX, 97).expect("load");
+    let mut q = ConsumeQueue::new(dir.path().join("q"));
+    let n = 6000u64;
+    let entry = |i: u64| IndexEntry {
+        phys: 4096 + i * 64,
+        size: 64,
+    };
+    for i in 0..n {
+        idx.add("T", &format!("key-{}", i % 1500), entry(i));
+        q.push(CqEntry {
+            phys: entry(i).phys,
+            size: 64,
+            tag_code: i as i64,
+        });
+        if i % 700 == 0 {
+            idx.persist().expect("persist");
+            q.persist().expect("persist");
+        }
+    }
+    idx.persist().expect("persist");
+    q.persist().expect("persist");
+    assert!(
+        q.entries_in_memory() <= 2 * rocketcore_shards::paged::TAIL_KEEP,
+        "queue keeps {} entries in memory",
+        q.entries_in_memory()
+    );
+    // Every key occurs 4 times, newest first.
+    for k in [0u64, 1, 777, 1499] {
+        let want: Vec<IndexEntry> = (0..4).rev().map(|j| entry(k + j * 1500)).collect();
+        assert_eq!(idx.candidates("T", &format!("key-{k}"), 0), want, "key-{k}");
+        assert_eq!(
+            idx.candidates("T", &format!("key-{k}"), entry(k + 1500).phys),
+            want[..3].to_vec(),
+            "key-{k} above a minimum offset"
+        );
+    }
+    let all = q.range(0, usize::MAX);
+    assert_eq!(all.len() as u64, n);
+    assert!(all.iter().enumerate().all(|(i, e)| e.tag_code == i as i64));
+    let reloaded = KeyIndex::load(dir.path().join("keys"), u64::MAX, 97).expect("reload");
+    assert_eq!(
+        reloaded.candidates("T", "key-5", 0),
+        idx.candidates("T", "key-5", 0)
     );
 }

@@ -139,6 +139,7 @@ fn log_config(cfg: &BrokerConfig, log_id: u16) -> LogConfig {
     lc.flush_interval = cfg.flush_interval_commit_log;
     lc.sync_flush_timeout = cfg.sync_flush_timeout;
     lc.tail_cache_bytes = cfg.tail_cache_bytes / cfg.shards.max(1);
+    lc.index_slots = cfg.max_hash_slot_num;
     if !cfg.warm_maped_file_enable {
         lc.warm_ahead_bytes = 0;
     }

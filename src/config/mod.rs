@@ -53,6 +53,8 @@ pub struct BrokerConfig {
     /// to false; here it is on, because O_DIRECT writes into fallocated (unwritten) extents made
     /// every SYNC_FLUSH round pay a journal commit (see shards/src/commitlog/warmer.rs).
     pub warm_maped_file_enable: bool,
+    /// `maxHashSlotNum`: slot heads of each log's key index (8 bytes each, allocated once).
+    pub max_hash_slot_num: usize,
     /// Ours: microseconds an idle shard polls before parking (`shardSpinBeforePark`).
     pub shard_spin_before_park: Duration,
     pub register_interval: Duration,
@@ -89,6 +91,7 @@ impl Default for BrokerConfig {
             tail_cache_bytes: 64 << 20,
             pin_shards: true,
             warm_maped_file_enable: true,
+            max_hash_slot_num: rocketcore_shards::index::DEFAULT_SLOTS,
             shard_spin_before_park: Duration::ZERO,
             register_interval: Duration::from_secs(30),
             tuning_profile: "latency".into(),
@@ -182,6 +185,7 @@ impl BrokerConfig {
             "tailCacheBytes" => self.tail_cache_bytes = int(key, v, 0, 1 << 40)? as usize,
             "pinShards" => self.pin_shards = boolean(key, v)?,
             "warmMapedFileEnable" => self.warm_maped_file_enable = boolean(key, v)?,
+            "maxHashSlotNum" => self.max_hash_slot_num = int(key, v, 1, 1 << 28)? as usize,
             "shardSpinBeforePark" => {
                 self.shard_spin_before_park =
                     Duration::from_micros(int(key, v, 0, 1_000_000)? as u64)

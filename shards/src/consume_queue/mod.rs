@@ -1,13 +1,13 @@
 //! ConsumeQueue: per queue, 20-byte entries (commitlog offset, size, tag code), §5.3.
 //!
-//! Entries live in memory for lock-free lookups on the owning shard and are appended to the
-//! queue's file on each checkpoint. The file always starts at logical offset 0; the minimum
+//! Entries are appended to the queue's file on each checkpoint; only the unpersisted ones and
+//! the most recent persisted ones stay in memory, older ones are read back (`crate::paged`). The file always starts at logical offset 0; the minimum
 //! offset rises when retention deletes the commitlog data older entries point to.
 
 use std::path::{Path, PathBuf};
 
-use crate::blocks::BlockVec;
 use crate::error::StoreError;
+use crate::paged::{FixedRecord, PagedRecords};
 
 pub const ENTRY_BYTES: usize = 20;
 
@@ -43,60 +43,41 @@ impl CqEntry {
     }
 }
 
+impl FixedRecord for CqEntry {
+    const BYTES: usize = ENTRY_BYTES;
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.encode());
+    }
+    fn decode(b: &[u8]) -> Option<Self> {
+        CqEntry::decode(b)
+    }
+}
+
 pub struct ConsumeQueue {
-    path: PathBuf,
-    entries: BlockVec<CqEntry>,
+    entries: PagedRecords<CqEntry>,
     /// Logical offset of the first entry whose commitlog data still exists.
     min_offset: u64,
-    /// Entries already in the file.
-    persisted: usize,
 }
 
 impl ConsumeQueue {
     pub fn new(path: PathBuf) -> Self {
         Self {
-            path,
-            entries: BlockVec::default(),
+            entries: PagedRecords::new(path),
             min_offset: 0,
-            persisted: 0,
         }
     }
 
     /// Loads the file, keeping only entries that point below `keep_below` (the rest is
     /// re-dispatched from the commitlog).
     pub fn load(path: PathBuf, keep_below: u64) -> Result<Self, StoreError> {
-        let bytes = crate::persist::read_optional(&path)?.unwrap_or_default();
-        let mut entries = BlockVec::default();
-        for chunk in bytes.chunks_exact(ENTRY_BYTES) {
-            match CqEntry::decode(chunk) {
-                Some(e) if e.phys < keep_below => entries.push(e),
-                _ => break,
-            }
-        }
-        let mut q = Self {
-            path,
-            entries,
+        Ok(Self {
+            entries: PagedRecords::load(path, |_, e: &CqEntry| e.phys < keep_below)?,
             min_offset: 0,
-            persisted: 0,
-        };
-        q.persisted = q.entries.len();
-        if q.persisted * ENTRY_BYTES != bytes.len() {
-            q.rewrite_file_len()?;
-        }
-        Ok(q)
-    }
-
-    fn rewrite_file_len(&self) -> Result<(), StoreError> {
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&self.path)
-            .map_err(|e| StoreError::io(format!("open {}", self.path.display()), e))?;
-        f.set_len((self.persisted * ENTRY_BYTES) as u64)
-            .map_err(|e| StoreError::io(format!("truncate {}", self.path.display()), e))
+        })
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.entries.path()
     }
 
     pub fn push(&mut self, e: CqEntry) {
@@ -109,7 +90,7 @@ impl ConsumeQueue {
 
     /// The next logical offset (RocketMQ's maxOffset).
     pub fn max_offset(&self) -> u64 {
-        self.entries.len() as u64
+        self.entries.len()
     }
 
     pub fn min_offset(&self) -> u64 {
@@ -120,58 +101,45 @@ impl ConsumeQueue {
         if offset < self.min_offset {
             return None;
         }
-        self.entries.get(offset as usize)
+        self.entries.get(offset)
     }
 
     /// Up to `max` entries from logical offset `from`.
     pub fn range(&self, from: u64, max: usize) -> Vec<CqEntry> {
-        let from = (from as usize).min(self.entries.len());
-        self.entries.range(from, from.saturating_add(max))
+        self.entries.range(from, from.saturating_add(max as u64))
     }
 
     /// Drops entries pointing at or past `end` (a truncated commitlog).
     pub fn truncate_from_phys(&mut self, end: u64) -> Result<(), StoreError> {
-        let keep = self.entries.partition_point(|e| e.phys < end);
-        if keep < self.entries.len() {
-            self.entries.truncate(keep);
-            if self.persisted > keep {
-                self.persisted = keep;
-                self.rewrite_file_len()?;
-            }
-        }
-        Ok(())
+        let keep = self.entries.partition_point(0, |e| e.phys < end);
+        self.entries.truncate(keep)
     }
 
     /// Raises the minimum past entries whose commitlog data was deleted.
     pub fn set_commitlog_min(&mut self, commitlog_min: u64) {
-        let first = self.entries.partition_point(|e| e.phys < commitlog_min) as u64;
+        let first = self
+            .entries
+            .partition_point(self.min_offset, |e| e.phys < commitlog_min);
         self.min_offset = self.min_offset.max(first);
     }
 
     /// The bytes of entries not yet in the file, and the count they bring it to.
-    pub fn unpersisted(&self) -> Option<(Vec<u8>, usize)> {
-        if self.persisted == self.entries.len() {
-            return None;
-        }
-        let mut buf = Vec::with_capacity((self.entries.len() - self.persisted) * ENTRY_BYTES);
-        for e in self.entries.range(self.persisted, self.entries.len()) {
-            buf.extend_from_slice(&e.encode());
-        }
-        Some((buf, self.entries.len()))
+    pub fn unpersisted(&self) -> Option<(Vec<u8>, u64)> {
+        self.entries.unpersisted()
     }
 
-    pub fn mark_persisted(&mut self, count: usize) {
-        debug_assert!(count <= self.entries.len());
-        self.persisted = self.persisted.max(count.min(self.entries.len()));
+    pub fn mark_persisted(&mut self, count: u64) {
+        self.entries.mark_persisted(count);
     }
 
     /// Appends the entries not yet in the file and syncs it (on the calling thread).
     pub fn persist(&mut self) -> Result<(), StoreError> {
-        if let Some((bytes, count)) = self.unpersisted() {
-            crate::persist::append_and_sync(&self.path, &bytes)?;
-            self.mark_persisted(count);
-        }
-        Ok(())
+        self.entries.persist()
+    }
+
+    /// Entries held in memory (bounded; see [`crate::paged`]).
+    pub fn entries_in_memory(&self) -> usize {
+        self.entries.in_memory()
     }
 }
 

@@ -1,18 +1,15 @@
 //! Index of message keys (each KEYS token and UNIQ_KEY) for QUERY_MESSAGE and lookups by id.
 //!
-//! Keys hash as RocketMQ's IndexFile does: abs(Java hashCode of `topic#key`). The hash table
-//! lives in memory; `(hash, commitlog offset, size)` entries are appended to `index/keys` on
-//! each checkpoint and reloaded at startup. Hashes collide, so callers re-check the real key.
+//! Keys hash as RocketMQ's IndexFile does: abs(Java hashCode of `topic#key`). A fixed-size table
+//! of slot heads lives in memory; `(hash, size, commitlog offset, previous entry)` entries are
+//! appended to `index/entries` on each checkpoint and read back on demand. At startup the heads
+//! are rebuilt by one pass over the file. Hashes collide, so callers re-check the real key.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::path::PathBuf;
 
-use crate::blocks::BlockVec;
 use crate::error::StoreError;
 use crate::message::hash::{java_hash_continue, java_string_hash};
-
-const ENTRY_BYTES: usize = 16;
+use crate::paged::{FixedRecord, PagedRecords};
 
 pub fn key_hash(topic: &str, key: &str) -> i32 {
     let h = java_hash_continue(java_hash_continue(java_string_hash(topic), "#"), key);
@@ -29,95 +26,85 @@ pub struct IndexEntry {
     pub size: u32,
 }
 
-/// One indexed key occurrence, chained to the previous one with the same hash (RocketMQ's
-/// IndexFile shape: slot heads plus linked entries), 24 bytes in memory.
-#[derive(Debug, Clone, Copy)]
-struct Slot {
+/// One indexed key occurrence, chained to the previous one in the same hash slot (RocketMQ's
+/// IndexFile shape: slot heads plus linked entries). `prev` is an entry number plus one; 0 ends
+/// the chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
     hash: i32,
     size: u32,
     phys: u64,
-    prev: u32,
+    prev: u64,
 }
 
-const NO_PREV: u32 = u32::MAX;
-/// Heads are split over this many maps so no single rehash has to move all of them.
-const SUBMAPS: usize = 256;
+const ENTRY_BYTES: usize = 24;
 
-/// The map keys are already hashes; SipHash over them cost half of `add` on the batch path.
-/// One multiply spreads the bits, and the fold brings the high product bits down, because the
-/// low 8 bits of every key in one sub-map are the same (they chose the sub-map).
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        let h = self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        h ^ (h >> 32)
+impl FixedRecord for Entry {
+    const BYTES: usize = ENTRY_BYTES;
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.hash.to_be_bytes());
+        out.extend_from_slice(&self.size.to_be_bytes());
+        out.extend_from_slice(&self.phys.to_be_bytes());
+        out.extend_from_slice(&self.prev.to_be_bytes());
     }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | b as u64;
-        }
-    }
-    fn write_i32(&mut self, n: i32) {
-        self.0 = n as u32 as u64;
+    fn decode(b: &[u8]) -> Option<Self> {
+        let hash = i32::from_be_bytes(b.get(0..4)?.try_into().ok()?);
+        let size = u32::from_be_bytes(b.get(4..8)?.try_into().ok()?);
+        let phys = u64::from_be_bytes(b.get(8..16)?.try_into().ok()?);
+        let prev = u64::from_be_bytes(b.get(16..24)?.try_into().ok()?);
+        (size > 0).then_some(Self {
+            hash,
+            size,
+            phys,
+            prev,
+        })
     }
 }
 
-type Heads = HashMap<i32, u32, BuildHasherDefault<KeyHasher>>;
+/// RocketMQ's `maxHashSlotNum` is 5,000,000 4-byte slots; ours are 8 bytes (entry numbers do
+/// not wrap after 4 G messages), so 2^21 slots keep the table at 16 MiB per log.
+pub const DEFAULT_SLOTS: usize = 1 << 21;
 
+/// The key index of one log: a fixed table of slot heads in memory (its size never changes, so
+/// it is part of the store's fixed memory per shard) and the entries in an append-only file,
+/// read back through [`PagedRecords`].
 pub struct KeyIndex {
-    path: PathBuf,
-    heads: Vec<Heads>,
-    log: BlockVec<Slot>,
-    persisted: usize,
-}
-
-fn submap(hash: i32) -> usize {
-    (hash as u32 as usize) % SUBMAPS
+    heads: Vec<u64>,
+    entries: PagedRecords<Entry>,
 }
 
 impl KeyIndex {
-    pub fn load(path: PathBuf, keep_below: u64) -> Result<Self, StoreError> {
-        let bytes = crate::persist::read_optional(&path)?.unwrap_or_default();
-        let mut idx = Self {
-            path,
-            heads: (0..SUBMAPS).map(|_| Heads::default()).collect(),
-            log: BlockVec::default(),
-            persisted: 0,
-        };
-        for c in bytes.chunks_exact(ENTRY_BYTES) {
-            let hash = i32::from_be_bytes([c[0], c[1], c[2], c[3]]);
-            let phys = u64::from_be_bytes([c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11]]);
-            let size = u32::from_be_bytes([c[12], c[13], c[14], c[15]]);
-            if phys >= keep_below {
-                break;
+    pub fn load(path: PathBuf, keep_below: u64, slots: usize) -> Result<Self, StoreError> {
+        let mut heads = vec![0u64; slots.max(1)];
+        let n = heads.len();
+        let entries = PagedRecords::load(path, |i, e: &Entry| {
+            if e.phys >= keep_below || e.prev > i {
+                return false;
             }
-            idx.add_hash(hash, IndexEntry { phys, size });
-        }
-        idx.persisted = idx.log.len();
-        if idx.persisted * ENTRY_BYTES != bytes.len() {
-            if let Ok(f) = std::fs::OpenOptions::new().write(true).open(&idx.path) {
-                f.set_len((idx.persisted * ENTRY_BYTES) as u64)
-                    .map_err(|e| StoreError::io(format!("truncate {}", idx.path.display()), e))?;
-            }
-        }
-        Ok(idx)
+            heads[slot_of(e.hash, n)] = i + 1;
+            true
+        })?;
+        Ok(Self { heads, entries })
+    }
+
+    fn slot(&self, hash: i32) -> usize {
+        slot_of(hash, self.heads.len())
     }
 
     fn add_hash(&mut self, hash: i32, e: IndexEntry) {
         debug_assert!(
-            self.log.last().is_none_or(|l| l.phys <= e.phys),
+            self.entries.last().is_none_or(|l| l.phys <= e.phys),
             "index entries follow commitlog order"
         );
-        let at = self.log.len() as u32;
-        let prev = self.heads[submap(hash)].insert(hash, at).unwrap_or(NO_PREV);
-        self.log.push(Slot {
+        let slot = self.slot(hash);
+        let number = self.entries.len();
+        self.entries.push(Entry {
             hash,
             size: e.size,
             phys: e.phys,
-            prev,
+            prev: self.heads[slot],
         });
+        self.heads[slot] = number + 1;
     }
 
     pub fn add(&mut self, topic: &str, key: &str, e: IndexEntry) {
@@ -128,77 +115,56 @@ impl KeyIndex {
     pub fn candidates(&self, topic: &str, key: &str, min_phys: u64) -> Vec<IndexEntry> {
         let hash = key_hash(topic, key);
         let mut out = Vec::new();
-        let mut cur = self.heads[submap(hash)]
-            .get(&hash)
-            .copied()
-            .unwrap_or(NO_PREV);
-        while let Some(slot) = (cur != NO_PREV)
-            .then(|| self.log.get(cur as usize))
-            .flatten()
-        {
-            if slot.phys < min_phys {
+        let mut cur = self.heads[self.slot(hash)];
+        while let Some(e) = cur.checked_sub(1).and_then(|i| self.entries.get(i)) {
+            if e.phys < min_phys {
                 break; // older entries only point further back
             }
-            out.push(IndexEntry {
-                phys: slot.phys,
-                size: slot.size,
-            });
-            cur = slot.prev;
+            if e.hash == hash {
+                out.push(IndexEntry {
+                    phys: e.phys,
+                    size: e.size,
+                });
+            }
+            cur = e.prev;
         }
         out
     }
 
     /// The file path, the bytes of entries not yet in it, and the count they bring it to.
-    pub fn unpersisted(&self) -> Option<(PathBuf, Vec<u8>, usize)> {
-        if self.persisted == self.log.len() {
-            return None;
-        }
-        let mut buf = Vec::with_capacity((self.log.len() - self.persisted) * ENTRY_BYTES);
-        for slot in self.log.range(self.persisted, self.log.len()) {
-            buf.extend_from_slice(&slot.hash.to_be_bytes());
-            buf.extend_from_slice(&slot.phys.to_be_bytes());
-            buf.extend_from_slice(&slot.size.to_be_bytes());
-        }
-        Some((self.path.clone(), buf, self.log.len()))
+    pub fn unpersisted(&self) -> Option<(PathBuf, Vec<u8>, u64)> {
+        self.entries
+            .unpersisted()
+            .map(|(bytes, count)| (self.entries.path().to_path_buf(), bytes, count))
     }
 
-    pub fn mark_persisted(&mut self, count: usize) {
-        self.persisted = self.persisted.max(count.min(self.log.len()));
+    pub fn mark_persisted(&mut self, count: u64) {
+        self.entries.mark_persisted(count);
     }
 
     pub fn persist(&mut self) -> Result<(), StoreError> {
-        if let Some((path, bytes, count)) = self.unpersisted() {
-            crate::persist::append_and_sync(&path, &bytes)?;
-            self.mark_persisted(count);
-        }
-        Ok(())
+        self.entries.persist()
     }
 
     /// Forgets entries at or after `end` (commitlog truncated) — in memory and in the file.
     pub fn truncate_from_phys(&mut self, end: u64) -> Result<(), StoreError> {
-        let keep = self.log.partition_point(|s| s.phys < end);
-        if keep == self.log.len() {
-            return Ok(());
-        }
-        self.log.truncate(keep);
-        // Chains only point backwards, so the kept entries stay consistent; rebuild the heads.
-        for m in &mut self.heads {
-            m.clear();
-        }
-        for i in 0..keep {
-            if let Some(slot) = self.log.get(i) {
-                self.heads[submap(slot.hash)].insert(slot.hash, i as u32);
+        let keep = self.entries.partition_point(0, |e| e.phys < end);
+        // Newest first: a head that names a dropped entry moves to that entry's predecessor,
+        // which is either kept or dropped later in this loop.
+        for i in (keep..self.entries.len()).rev() {
+            if let Some(e) = self.entries.get(i) {
+                let slot = self.slot(e.hash);
+                if self.heads[slot] == i + 1 {
+                    self.heads[slot] = e.prev;
+                }
             }
         }
-        if self.persisted > keep {
-            self.persisted = keep;
-            if let Ok(f) = std::fs::OpenOptions::new().write(true).open(&self.path) {
-                f.set_len((keep * ENTRY_BYTES) as u64)
-                    .map_err(|e| StoreError::io(format!("truncate {}", self.path.display()), e))?;
-            }
-        }
-        Ok(())
+        self.entries.truncate(keep)
     }
+}
+
+fn slot_of(hash: i32, slots: usize) -> usize {
+    (hash as u32 as usize) % slots
 }
 
 #[cfg(test)]
@@ -211,12 +177,12 @@ mod tests {
         fn entries_persist_and_reload(keys in proptest::collection::vec("[a-z0-9]{1,12}", 1..50)) {
             let dir = tempfile::tempdir().expect("tempdir");
             let path = dir.path().join("keys");
-            let mut idx = KeyIndex::load(path.clone(), u64::MAX).expect("load");
+            let mut idx = KeyIndex::load(path.clone(), u64::MAX, 64).expect("load");
             for (i, k) in keys.iter().enumerate() {
                 idx.add("T", k, IndexEntry { phys: i as u64 * 100, size: 100 });
             }
             idx.persist().expect("persist");
-            let again = KeyIndex::load(path, u64::MAX).expect("reload");
+            let again = KeyIndex::load(path, u64::MAX, 64).expect("reload");
             for (i, k) in keys.iter().enumerate() {
                 let c = again.candidates("T", k, 0);
                 let want = IndexEntry { phys: i as u64 * 100, size: 100 };

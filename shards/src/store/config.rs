@@ -44,6 +44,8 @@ pub struct LogConfig {
     pub max_pending_bytes: usize,
     /// How far ahead of the writer the current segment is zeroed (`warmMapedFileEnable`); 0: off.
     pub warm_ahead_bytes: u64,
+    /// Slot heads of the key index (`maxHashSlotNum`), 8 bytes each, allocated once per log.
+    pub index_slots: usize,
     pub limits: StoreLimits,
     pub faults: Option<Rc<FaultInjector>>,
     pub store_host: SocketAddr,
@@ -65,6 +67,7 @@ impl LogConfig {
             tail_cache_bytes: 64 << 20,
             max_pending_bytes: 16 << 20,
             warm_ahead_bytes: DEFAULT_WARM_AHEAD_BYTES,
+            index_slots: crate::index::DEFAULT_SLOTS,
             limits: StoreLimits::default(),
             faults: None,
             store_host: SocketAddr::from(([127, 0, 0, 1], 10911)),

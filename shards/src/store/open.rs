@@ -93,7 +93,11 @@ impl Log {
         crate::persist::write_atomic(&cfg.dir.join(ABORT_FILE), b"")?;
         let dispatch_from = cp.dispatched.max(base);
         let mut queues = load_queues(&cfg.dir, dispatch_from)?;
-        let mut index = KeyIndex::load(cfg.dir.join("index").join("keys"), dispatch_from)?;
+        let mut index = KeyIndex::load(
+            cfg.dir.join("index").join("entries"),
+            dispatch_from,
+            cfg.index_slots,
+        )?;
         let cl_cfg = CommitLogConfig {
             dir: cl_dir.clone(),
             base_offset: base,

@@ -75,8 +75,9 @@ SYNC256_RESULT="$(store_bench --mode sync --appenders 256)"
 echo "store_bench: ASYNC_FLUSH, 64 appenders" >&2
 ASYNC_RESULT="$(store_bench --mode async --appenders 64)"
 HALF_RATE="$(awk -v m="$(field "$SYNC_RESULT" msgs_per_s)" 'BEGIN {printf "%d", m / 2}')"
-echo "store_bench: SYNC_FLUSH, 64 appenders at $HALF_RATE msgs/s (half of max)" >&2
-HALF_RESULT="$(store_bench --mode sync --appenders 64 --rate "$HALF_RATE")"
+# Open loop: one schedule, every put its own task (one timer instead of 64 per interval).
+echo "store_bench: SYNC_FLUSH at $HALF_RATE msgs/s (half of the 64-appender max), open loop" >&2
+HALF_RESULT="$(store_bench --mode sync --appenders 1 --rate "$HALF_RATE")"
 
 SEQ_MBS="$(awk -v k="$SEQ_KIB" 'BEGIN {printf "%.1f", k * 1024 / 1e6}')"
 SYNC4K_MBS="$(awk -v k="$SYNC_KIB" 'BEGIN {printf "%.1f", k * 1024 / 1e6}')"
@@ -100,7 +101,7 @@ row "SYNC_FLUSH, 64 appenders, no warming" "$COLD_RESULT"
 row "SYNC_FLUSH, 64 appenders" "$SYNC_RESULT"
 row "SYNC_FLUSH, 256 appenders" "$SYNC256_RESULT"
 row "ASYNC_FLUSH, 64 appenders" "$ASYNC_RESULT"
-row "SYNC_FLUSH, 64 appenders, half rate" "$HALF_RESULT"
+row "SYNC_FLUSH, half rate, open loop" "$HALF_RESULT"
 echo
 echo "MB/s counts stored record bytes (body + ~100 bytes of header, topic and properties)."
 echo "targets: SYNC >= 50% and ASYNC >= 70% of fio sequential; SYNC p99 <= 2000 us at half rate"

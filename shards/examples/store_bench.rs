@@ -8,9 +8,9 @@
 //!
 //! Closed loop by default: each appender puts its next message as soon as the previous one
 //! completed (SYNC_FLUSH: after the fdatasync covering it). With `--rate N` (messages per second,
-//! all shards together) it is open loop: each appender follows a fixed schedule and a latency is
-//! measured from the moment the message was due, so a stall is not hidden by the schedule
-//! slipping (coordinated omission). The last line is `RESULT key=value ...` for scripts.
+//! all shards together) it is open loop: each appender starts every put on a fixed schedule as
+//! its own task (however many are still in flight) and a latency is measured from the moment the
+//! message was due, so a stall is not hidden by the schedule slipping (coordinated omission). The last line is `RESULT key=value ...` for scripts.
 
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
@@ -93,49 +93,67 @@ struct Counters {
     errors: Cell<u64>,
     measuring: Cell<bool>,
     running: Cell<bool>,
+    /// Open loop: puts started and not yet completed.
+    in_flight: Cell<u64>,
+}
+
+/// Counts one completed put that was due at `due`.
+fn record(
+    c: &Counters,
+    result: Result<rocketcore_shards::PutResult, rocketcore_shards::StoreError>,
+    due: Instant,
+) {
+    let done = Instant::now();
+    if !c.measuring.get() {
+        return;
+    }
+    match result {
+        Ok(r) => {
+            c.messages.set(c.messages.get() + 1);
+            c.record_bytes
+                .set(c.record_bytes.get() + r.appended.iter().map(|a| a.2 as u64).sum::<u64>());
+            let us = done.saturating_duration_since(due).as_micros() as u64;
+            let _ = c.latency_us.borrow_mut().record(us.max(1));
+        }
+        Err(e) => {
+            if c.errors.get() == 0 {
+                eprintln!("first append error: {e}");
+            }
+            c.errors.set(c.errors.get() + 1);
+        }
+    }
 }
 
 async fn appender(log: Rc<Log>, c: Rc<Counters>, args: Args, id: usize, per_appender_rate: f64) {
     let msg = message(args.size, (id % 8) as i32);
-    let interval =
-        (per_appender_rate > 0.0).then(|| Duration::from_secs_f64(1.0 / per_appender_rate));
-    // Spread the appenders' schedules over one interval so they do not fire in lockstep.
-    let mut due = Instant::now()
-        + interval
-            .map(|i| i.mul_f64(id as f64 / args.appenders as f64))
-            .unwrap_or_default();
+    let Some(interval) =
+        (per_appender_rate > 0.0).then(|| Duration::from_secs_f64(1.0 / per_appender_rate))
+    else {
+        // Closed loop: the next put as soon as the previous one completed.
+        while c.running.get() {
+            let due = Instant::now();
+            let result = log.put(std::slice::from_ref(&msg), true).await;
+            record(&c, result, due);
+        }
+        return;
+    };
+    // Open loop: every put starts on schedule as its own task, however many are still in
+    // flight, so a slow round delays only the puts that were due during it. Spread the
+    // appenders' schedules over one interval so they do not fire in lockstep.
+    let mut due = Instant::now() + interval.mul_f64(id as f64 / args.appenders as f64);
     while c.running.get() {
-        if interval.is_some() {
-            let now = Instant::now();
-            if due > now {
-                runtime::sleep(due - now).await;
-            }
-        } else {
-            due = Instant::now();
+        let now = Instant::now();
+        if due > now {
+            runtime::sleep(due - now).await;
         }
-        let result = log.put(std::slice::from_ref(&msg), true).await;
-        let done = Instant::now();
-        if c.measuring.get() {
-            match result {
-                Ok(r) => {
-                    c.messages.set(c.messages.get() + 1);
-                    c.record_bytes.set(
-                        c.record_bytes.get() + r.appended.iter().map(|a| a.2 as u64).sum::<u64>(),
-                    );
-                    let us = done.saturating_duration_since(due).as_micros() as u64;
-                    let _ = c.latency_us.borrow_mut().record(us.max(1));
-                }
-                Err(e) => {
-                    if c.errors.get() == 0 {
-                        eprintln!("first append error: {e}");
-                    }
-                    c.errors.set(c.errors.get() + 1);
-                }
-            }
-        }
-        if let Some(interval) = interval {
-            due += interval;
-        }
+        let (log, c2, msg) = (log.clone(), c.clone(), msg.clone());
+        c.in_flight.set(c.in_flight.get() + 1);
+        runtime::spawn(async move {
+            let result = log.put(std::slice::from_ref(&msg), true).await;
+            record(&c2, result, due);
+            c2.in_flight.set(c2.in_flight.get() - 1);
+        });
+        due += interval;
     }
 }
 
@@ -158,6 +176,7 @@ async fn run_shard(shard_id: usize, root: PathBuf, args: Args) -> Result<ShardRe
         errors: Cell::new(0),
         measuring: Cell::new(false),
         running: Cell::new(true),
+        in_flight: Cell::new(0),
     });
     let per_appender_rate = args.rate as f64 / (args.shards * args.appenders) as f64;
     let mut tasks = Vec::new();
@@ -179,6 +198,9 @@ async fn run_shard(shard_id: usize, root: PathBuf, args: Args) -> Result<ShardRe
     c.running.set(false);
     for t in tasks {
         t.await;
+    }
+    while c.in_flight.get() > 0 {
+        runtime::sleep(Duration::from_millis(1)).await;
     }
     log.stop().await.map_err(|e| e.to_string())?;
     let messages = c.messages.get();

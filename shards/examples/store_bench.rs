@@ -22,7 +22,7 @@ use clap::Parser;
 use hdrhistogram::Histogram;
 use rocketcore_shards::message::record::MessageInput;
 use rocketcore_shards::placement::log_dir;
-use rocketcore_shards::runtime::{self, run_pool, RuntimeConfig, Shard};
+use rocketcore_shards::runtime::{self, run_pool, Lane, RuntimeConfig, Shard};
 use rocketcore_shards::{FlushMode, Log, LogConfig};
 
 #[derive(Parser, Debug, Clone)]
@@ -58,6 +58,17 @@ struct Args {
     /// Zero the segment this many MiB ahead of the writer (the store's segment warming); 0 = off.
     #[arg(long, default_value_t = 32)]
     warm_ahead_mb: u64,
+    /// Tasks per shard that keep reading 32 records at random offsets of what was written
+    /// (old data, with a small --tail-cache-mb), competing with the appenders for the shard.
+    #[arg(long, default_value_t = 0)]
+    readers: usize,
+    /// Run appenders in the Writes lane and readers in the Reads lane (task-queue shares 1000 /
+    /// 250); false runs both in the executor's default queue, for a before/after.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    lanes: bool,
+    /// The log's tail cache in MiB (default: the store's default).
+    #[arg(long)]
+    tail_cache_mb: Option<usize>,
 }
 
 /// What one shard measured.
@@ -68,6 +79,7 @@ struct ShardReport {
     payload_bytes: u64,
     elapsed: Duration,
     errors: u64,
+    reads: u64,
 }
 
 fn message(size: usize, queue_id: i32) -> MessageInput {
@@ -95,6 +107,8 @@ struct Counters {
     running: Cell<bool>,
     /// Open loop: puts started and not yet completed.
     in_flight: Cell<u64>,
+    /// Records read by `--readers` while measuring.
+    reads: Cell<u64>,
 }
 
 /// Counts one completed put that was due at `due`.
@@ -157,10 +171,40 @@ async fn appender(log: Rc<Log>, c: Rc<Counters>, args: Args, id: usize, per_appe
     }
 }
 
+/// Reads 32 records at a random offset of a random queue, over and over.
+async fn reader(log: Rc<Log>, c: Rc<Counters>, id: usize) {
+    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ id as u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    while c.running.get() {
+        let q = (next() % 8) as i32;
+        let max = log.max_offset("BenchTopic", q);
+        if max < 64 {
+            runtime::sleep(Duration::from_millis(1)).await;
+            continue;
+        }
+        let r = log
+            .get("BenchTopic", q, next() % (max - 32), 32, &|_| true)
+            .await;
+        if c.measuring.get() {
+            c.reads.set(c.reads.get() + r.records.len() as u64);
+        }
+        // A read served from memory completes without waiting; give the queue a turn.
+        futures_lite::future::yield_now().await;
+    }
+}
+
 async fn run_shard(shard_id: usize, root: PathBuf, args: Args) -> Result<ShardReport, String> {
     let mut cfg = LogConfig::new(log_dir(&root, shard_id as u16), shard_id as u16);
     cfg.segment_bytes = args.segment_mb << 20;
     cfg.warm_ahead_bytes = args.warm_ahead_mb << 20;
+    if let Some(mb) = args.tail_cache_mb {
+        cfg.tail_cache_bytes = mb << 20;
+    }
     cfg.flush_mode = if args.mode == "sync" {
         FlushMode::Sync
     } else {
@@ -177,17 +221,32 @@ async fn run_shard(shard_id: usize, root: PathBuf, args: Args) -> Result<ShardRe
         measuring: Cell::new(false),
         running: Cell::new(true),
         in_flight: Cell::new(0),
+        reads: Cell::new(0),
     });
     let per_appender_rate = args.rate as f64 / (args.shards * args.appenders) as f64;
     let mut tasks = Vec::new();
     for id in 0..args.appenders {
-        tasks.push(runtime::spawn_joinable(appender(
-            log.clone(),
-            c.clone(),
-            args.clone(),
-            id,
-            per_appender_rate,
-        )));
+        let work = appender(log.clone(), c.clone(), args.clone(), id, per_appender_rate);
+        let lanes = args.lanes;
+        tasks.push(runtime::spawn_joinable(async move {
+            if lanes {
+                runtime::run_in(Lane::Writes, work).await;
+            } else {
+                work.await;
+            }
+        }));
+    }
+    let mut reader_tasks = Vec::new();
+    for id in 0..args.readers {
+        let work = reader(log.clone(), c.clone(), id);
+        let lanes = args.lanes;
+        reader_tasks.push(runtime::spawn_joinable(async move {
+            if lanes {
+                runtime::run_in(Lane::Reads, work).await;
+            } else {
+                work.await;
+            }
+        }));
     }
     runtime::sleep(Duration::from_secs(1)).await;
     c.measuring.set(true);
@@ -197,6 +256,9 @@ async fn run_shard(shard_id: usize, root: PathBuf, args: Args) -> Result<ShardRe
     let elapsed = started.elapsed();
     c.running.set(false);
     for t in tasks {
+        t.await;
+    }
+    for t in reader_tasks {
         t.await;
     }
     while c.in_flight.get() > 0 {
@@ -211,6 +273,7 @@ async fn run_shard(shard_id: usize, root: PathBuf, args: Args) -> Result<ShardRe
         payload_bytes: messages * args.size as u64,
         elapsed,
         errors: c.errors.get(),
+        reads: c.reads.get(),
     };
     Ok(report)
 }
@@ -274,6 +337,7 @@ fn print_summary(args: &Args, reports: &[ShardReport]) {
     let mut hist =
         Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds");
     let (mut messages, mut record_bytes, mut payload_bytes, mut errors) = (0u64, 0u64, 0u64, 0u64);
+    let mut reads = 0u64;
     let mut secs = 0f64;
     for r in reports {
         let _ = hist.add(&r.latency_us);
@@ -281,6 +345,7 @@ fn print_summary(args: &Args, reports: &[ShardReport]) {
         record_bytes += r.record_bytes;
         payload_bytes += r.payload_bytes;
         errors += r.errors;
+        reads += r.reads;
         secs = secs.max(r.elapsed.as_secs_f64());
     }
     let secs = secs.max(1e-9);
@@ -306,7 +371,7 @@ fn print_summary(args: &Args, reports: &[ShardReport]) {
         hist.len()
     );
     println!(
-        "RESULT mode={} size={} appenders={} shards={} rate={} msgs_per_s={:.0} record_mb_per_s={:.1} payload_mb_per_s={:.1} p50_us={} p99_us={} p999_us={} max_us={} errors={}",
+        "RESULT mode={} size={} appenders={} shards={} rate={} msgs_per_s={:.0} record_mb_per_s={:.1} payload_mb_per_s={:.1} p50_us={} p99_us={} p999_us={} max_us={} errors={} readers={} lanes={} reads_per_s={:.0}",
         args.mode,
         args.size,
         args.appenders,
@@ -319,6 +384,9 @@ fn print_summary(args: &Args, reports: &[ShardReport]) {
         q(0.99),
         q(0.999),
         hist.max(),
-        errors
+        errors,
+        args.readers,
+        args.lanes,
+        reads as f64 / secs
     );
 }

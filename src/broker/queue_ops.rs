@@ -6,6 +6,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use rocketcore_shards::message::record::MessageInput;
+use rocketcore_shards::runtime::{run_in, Lane};
 use rocketcore_shards::{GetResult, GetStatus, Log, PutResult, StoreError};
 
 use super::consumers::Subscription;
@@ -159,12 +160,19 @@ async fn execute_local(ctx: &Rc<ShardCtx>, log_id: u16, op: QueueOp) -> QueueRep
         "queue op on a shard that does not own the log"
     );
     match op {
-        QueueOp::Put { msgs, wait } => QueueReply::Put(
-            log.put(&msgs, wait)
-                .await
-                .map_err(|e| (store_error_code(&e), e.to_string())),
-        ),
-        QueueOp::Pull(p) => QueueReply::Get(pull(&log, p).await),
+        // Appends and reads run in their own lanes, so a burst of pulls of old data gets only
+        // its share of a busy shard and cannot starve appends (runtime::Lane).
+        QueueOp::Put { msgs, wait } => {
+            let put = async move { log.put(&msgs, wait).await };
+            match run_in(Lane::Writes, put).await {
+                Some(r) => QueueReply::Put(r.map_err(|e| (store_error_code(&e), e.to_string()))),
+                None => QueueReply::Failed("the append task was cancelled".into()),
+            }
+        }
+        QueueOp::Pull(p) => match run_in(Lane::Reads, async move { pull(&log, p).await }).await {
+            Some(r) => QueueReply::Get(r),
+            None => QueueReply::Failed("the pull task was cancelled".into()),
+        },
         QueueOp::CommitOffset {
             group,
             topic,

@@ -19,6 +19,7 @@ use crate::message::hash::tag_code;
 use crate::message::properties::{self, TAGS};
 use crate::offsets::ConsumerOffsets;
 use crate::recovery::{recover_commitlog, RecoveredLog};
+use crate::runtime::Lane;
 
 const CHECKPOINT_FILE: &str = "checkpoint";
 const ABORT_FILE: &str = "abort";
@@ -191,8 +192,8 @@ impl Log {
             checkpoint_done: Notify::default(),
         });
         log.checkpoint().await?;
-        crate::runtime::spawn(log.commitlog.clone().run_flusher());
-        crate::runtime::spawn(log.commitlog.clone().run_warmer());
+        crate::runtime::spawn_in(Lane::Writes, log.commitlog.clone().run_flusher());
+        crate::runtime::spawn_in(Lane::Writes, log.commitlog.clone().run_warmer());
         crate::runtime::spawn(log.clone().run_checkpointer());
         Ok(log)
     }

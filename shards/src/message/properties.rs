@@ -25,11 +25,30 @@ pub fn parse(s: &str) -> Vec<(String, String)> {
 
 /// The value of `key`, found without allocating; the same answer as `get(&parse(s), key)`.
 pub fn find<'a>(s: &'a str, key: &str) -> Option<&'a str> {
-    s.split(PROPERTY_SEP)
-        .filter(|seg| seg.len() >= 3)
-        .filter_map(|seg| seg.split_once(NAME_VALUE_SEP))
-        .find(|(k, v)| *k == key && !v.is_empty())
-        .map(|(_, v)| v)
+    // Byte scan: every append looks up TAGS, UNIQ_KEY and KEYS, and the char-pattern split
+    // was ~9% of broker CPU on batch sends. The separators are ASCII, so every index below
+    // is a char boundary.
+    let (b, k) = (s.as_bytes(), key.as_bytes());
+    if k.is_empty() || k.contains(&(NAME_VALUE_SEP as u8)) {
+        return None; // parse() never yields such a key
+    }
+    let mut start = 0;
+    while start < b.len() {
+        let end = b[start..]
+            .iter()
+            .position(|&c| c == PROPERTY_SEP as u8)
+            .map_or(b.len(), |i| start + i);
+        let seg = &b[start..end];
+        if seg.len() >= 3
+            && seg.len() > k.len() + 1
+            && seg.starts_with(k)
+            && seg[k.len()] == NAME_VALUE_SEP as u8
+        {
+            return s.get(start + k.len() + 1..end);
+        }
+        start = end + 1;
+    }
+    None
 }
 
 /// Writes in the 4.9.1+ form, with no trailing separator.
@@ -148,7 +167,7 @@ mod tests {
         }
 
         #[test]
-        fn find_agrees_with_parse_then_get(s in "[AK\u{1}\u{2}x]{0,40}", key in "[AK]{1,2}") {
+        fn find_agrees_with_parse_then_get(s in "[AK\u{1}\u{2}xé]{0,40}", key in "[AK]{0,2}") {
             let parsed = parse(&s);
             prop_assert_eq!(find(&s, &key), get(&parsed, &key));
         }

@@ -112,11 +112,21 @@ impl Log {
         {
             let mut queues = self.queues.borrow_mut();
             let mut index = self.index.borrow_mut();
+            // A batch targets one queue: look it up once per run of messages for the same queue
+            // (the key clone and hash per message showed up on batch sends).
+            let mut run_queue: Option<(&str, i32, &mut ConsumeQueue)> = None;
             for m in msgs {
-                let key = (m.topic.clone(), m.queue_id);
-                let cq = queues
-                    .entry(key)
-                    .or_insert_with(|| ConsumeQueue::new(self.queue_path(&m.topic, m.queue_id)));
+                if !matches!(&run_queue, Some((t, q, _)) if *t == m.topic && *q == m.queue_id) {
+                    run_queue = None;
+                }
+                let cq = match run_queue.take() {
+                    Some((_, _, cq)) => cq,
+                    None => queues
+                        .entry((m.topic.clone(), m.queue_id))
+                        .or_insert_with(|| {
+                            ConsumeQueue::new(self.queue_path(&m.topic, m.queue_id))
+                        }),
+                };
                 let qoff = cq.max_offset();
                 let len = m.encoded_len();
                 let a = self.commitlog.append(len, |buf, phys| {
@@ -139,6 +149,7 @@ impl Log {
                 );
                 appended.push((qoff, a.physical_offset, len as u32));
                 last = Some(a);
+                run_queue = Some((&m.topic, m.queue_id, cq));
             }
         }
         self.arrivals.notify_all();

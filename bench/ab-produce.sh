@@ -20,6 +20,8 @@ BENCH="${CARGO_TARGET_DIR:-$REPO/target}/release/rocketcore-bench"
 WORK="$(mktemp -d "$REPO/.ab-produce.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
 TICKS="$(getconf CLK_TCK)"
+# shellcheck source=bench/broker-lib.sh
+. "$REPO/bench/broker-lib.sh"
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
@@ -29,14 +31,9 @@ for round in $(seq "$ROUNDS"); do
         [ "$which" = after ] && bin="$AFTER"
         store="$WORK/store-$which"
         mkdir -p "$store"
-        "$bin" broker --set storePathRootDir="$store" --set listenPort=0 --set namesrvListenPort=0 \
-            --set flushDiskType="$MODE" --set mapedFileSizeCommitLog=268435456 >"$WORK/broker.out" 2>&1 &
-        pid=$!
-        for _ in $(seq 100); do
-            grep -q "rocketcore ready" "$WORK/broker.out" && break
-            sleep 0.1
-        done
-        ns="$(sed -n 's/.*namesrv=\([^ ]*\).*/\1/p' "$WORK/broker.out")"
+        start_broker "$bin" "$store" "$MODE" "$WORK/broker.out"
+        pid="$BROKER_PID"
+        ns="$BROKER_NS"
         "$BENCH" produce --namesrv "$ns" --quiet --size 1024 --warmup 2s --duration 8s "$@" \
             >"$WORK/bench.out" 2>&1 &
         bench=$!

@@ -22,18 +22,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# shellcheck source=bench/broker-lib.sh
+. "$REPO/bench/broker-lib.sh"
 declare -A NS
 for mode in SYNC_FLUSH ASYNC_FLUSH; do
     mkdir -p "$WORK/$mode"
-    "$TARGET/rocketcore" broker --set storePathRootDir="$WORK/$mode" --set listenPort=0 \
-        --set namesrvListenPort=0 --set flushDiskType="$mode" \
-        --set mapedFileSizeCommitLog=268435456 >"$WORK/$mode.out" 2>&1 &
-    PIDS+=("$!")
-    for _ in $(seq 100); do
-        grep -q "rocketcore ready" "$WORK/$mode.out" && break
-        sleep 0.1
-    done
-    NS[$mode]="$(sed -n 's/.*namesrv=\([^ ]*\).*/\1/p' "$WORK/$mode.out")"
+    start_broker "$TARGET/rocketcore" "$WORK/$mode" "$mode" "$WORK/$mode.out"
+    PIDS+=("$BROKER_PID")
+    NS[$mode]="$BROKER_NS"
 done
 
 for round in $(seq "$ROUNDS"); do

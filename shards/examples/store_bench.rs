@@ -171,6 +171,16 @@ async fn appender(log: Rc<Log>, c: Rc<Counters>, args: Args, id: usize, per_appe
     }
 }
 
+/// Runs `work` in `lane`, or in the executor's default queue (`--lanes false`).
+async fn in_lane(lane: Option<Lane>, work: impl std::future::Future<Output = ()> + 'static) {
+    match lane {
+        Some(lane) => {
+            runtime::run_in(lane, work).await;
+        }
+        None => work.await,
+    }
+}
+
 /// Reads 32 records at a random offset of a random queue, over and over.
 async fn reader(log: Rc<Log>, c: Rc<Counters>, id: usize) {
     let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ id as u64;
@@ -225,28 +235,15 @@ async fn run_shard(shard_id: usize, root: PathBuf, args: Args) -> Result<ShardRe
     });
     let per_appender_rate = args.rate as f64 / (args.shards * args.appenders) as f64;
     let mut tasks = Vec::new();
+    let lane = |lane| args.lanes.then_some(lane);
     for id in 0..args.appenders {
         let work = appender(log.clone(), c.clone(), args.clone(), id, per_appender_rate);
-        let lanes = args.lanes;
-        tasks.push(runtime::spawn_joinable(async move {
-            if lanes {
-                runtime::run_in(Lane::Writes, work).await;
-            } else {
-                work.await;
-            }
-        }));
+        tasks.push(runtime::spawn_joinable(in_lane(lane(Lane::Writes), work)));
     }
     let mut reader_tasks = Vec::new();
     for id in 0..args.readers {
         let work = reader(log.clone(), c.clone(), id);
-        let lanes = args.lanes;
-        reader_tasks.push(runtime::spawn_joinable(async move {
-            if lanes {
-                runtime::run_in(Lane::Reads, work).await;
-            } else {
-                work.await;
-            }
-        }));
+        reader_tasks.push(runtime::spawn_joinable(in_lane(lane(Lane::Reads), work)));
     }
     runtime::sleep(Duration::from_secs(1)).await;
     c.measuring.set(true);

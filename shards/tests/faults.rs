@@ -16,7 +16,7 @@ use std::rc::Rc;
 use common::{config, message, run};
 use rocketcore_shards::message::record::decode;
 use rocketcore_shards::runtime::dma::FaultInjector;
-use rocketcore_shards::{FlushMode, Log, StoreError};
+use rocketcore_shards::{FlushMode, Log, PutStatus, StoreError};
 
 const TOPIC: &str = "F";
 const APPENDERS: usize = 4;
@@ -206,6 +206,52 @@ fn given_every_fdatasync_failing_when_appending_with_sync_flush_should_never_ack
         // Reads are served from memory while the disk refuses to sync.
         let got = common::bodies(&log, TOPIC).await;
         assert_eq!(got, (0..5).map(|i| fault_body(0, i)).collect::<Vec<_>>());
+        let _ = log.stop().await;
+    });
+}
+
+#[test]
+fn given_a_stalled_fdatasync_when_appending_with_sync_flush_should_answer_flush_timeout_then_recover(
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().to_path_buf();
+    run(move || async move {
+        let mut cfg = config(&d, FlushMode::Sync);
+        cfg.sync_flush_timeout = std::time::Duration::from_millis(200);
+        let faults = Rc::new(FaultInjector::new(5, 0, 0, 0));
+        cfg.faults = Some(faults.clone());
+        let log = Log::open(cfg).await.expect("open");
+        log.put(&[message(TOPIC, 0, b"before", "")], true)
+            .await
+            .expect("put before the stall");
+        // Each fdatasync now takes 10x the timeout: the put is stored but not yet durable.
+        faults
+            .sync_stall
+            .set(std::time::Duration::from_millis(2_000));
+        let r = log
+            .put(&[message(TOPIC, 0, b"stalled", "")], true)
+            .await
+            .expect("a stalled flush is a timeout status, not an error");
+        assert_eq!(r.status, PutStatus::FlushDiskTimeout);
+        faults.sync_stall.set(std::time::Duration::ZERO);
+        let cl = log.commitlog();
+        let (end, since) = (cl.write_pos(), cl.durability.attempt_seq());
+        cl.durability
+            .wait(end, since, std::time::Duration::from_secs(30))
+            .await
+            .expect("the stalled flush completes");
+        // Once the device answers again, later puts are acknowledged as durable, and the
+        // timed-out message is stored in order.
+        let r = log
+            .put(&[message(TOPIC, 0, b"after", "")], true)
+            .await
+            .expect("put after the stall");
+        assert_eq!(r.status, PutStatus::Ok);
+        let got = common::bodies(&log, TOPIC).await;
+        assert_eq!(
+            got,
+            vec![b"before".to_vec(), b"stalled".to_vec(), b"after".to_vec()]
+        );
         let _ = log.stop().await;
     });
 }

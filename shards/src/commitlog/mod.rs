@@ -18,7 +18,7 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes};
 
 use crate::error::StoreError;
-use crate::flush::{Durability, Notify};
+use crate::flush::{Durability, Notify, WaitError};
 use crate::message::record::BLANK_MAGIC;
 use crate::runtime::dma::{align_down, align_up, FaultInjector, ALIGN};
 use segment::{segment_file_name, Segments};
@@ -243,11 +243,28 @@ impl CommitLog {
     }
 
     /// Waits until `a` is durable (SYNC_FLUSH), failing if the flush covering it failed.
+    /// The timeout is enforced by [`CommitLog::run_deadline_tick`], to within one tick.
     pub async fn wait_durable(&self, a: &Appended, timeout: Duration) -> Result<(), StoreError> {
-        match crate::runtime::timeout(timeout, self.durability.wait(a.end, a.since)).await {
-            Some(Ok(())) => Ok(()),
-            Some(Err(e)) => Err(StoreError::FlushFailed(e)),
-            None => Err(StoreError::FlushTimeout),
+        match self.durability.wait(a.end, a.since, timeout).await {
+            Ok(()) => Ok(()),
+            Err(WaitError::Failed(e)) => Err(StoreError::FlushFailed(e)),
+            Err(WaitError::TimedOut) => Err(StoreError::FlushTimeout),
+        }
+    }
+
+    /// Times out durability waiters past their deadline; sleeps while there are none.
+    pub async fn run_deadline_tick(self: Rc<Self>) {
+        while !self.stopping.get() {
+            if self.durability.has_waiters() {
+                crate::runtime::sleep(DEADLINE_TICK).await;
+                self.durability.expire(std::time::Instant::now());
+            } else {
+                let first = self.durability.first_waiter.notified();
+                // Re-check after arming: a waiter may have come in between.
+                if !self.durability.has_waiters() {
+                    crate::runtime::timeout(DEADLINE_TICK * 100, first).await;
+                }
+            }
         }
     }
 
@@ -563,6 +580,7 @@ impl CommitLog {
     pub async fn stop(&self) {
         self.stopping.set(true);
         self.flush_requested.notify_all();
+        self.durability.first_waiter.notify_all();
         while self.flusher_running.get() {
             self.flusher_done.notified().await;
         }
@@ -588,6 +606,9 @@ impl CommitLog {
         self.cfg.dir.join(segment_file_name(start))
     }
 }
+
+/// How often durability waiters are checked against their deadline (`syncFlushTimeout`).
+const DEADLINE_TICK: Duration = Duration::from_millis(10);
 
 /// Segment-file reads in flight per log.
 const MAX_DISK_READS: usize = 2;

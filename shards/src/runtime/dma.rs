@@ -29,6 +29,8 @@ pub struct FaultInjector {
     pub write_eio_per_mille: u32,
     pub short_write_per_mille: u32,
     pub sync_eio_per_mille: u32,
+    /// Each fdatasync first waits this long: a stalled device, for flush timeouts.
+    pub sync_stall: Cell<std::time::Duration>,
     injected: Cell<u64>,
 }
 
@@ -44,6 +46,7 @@ impl FaultInjector {
             write_eio_per_mille,
             short_write_per_mille,
             sync_eio_per_mille,
+            sync_stall: Cell::new(std::time::Duration::ZERO),
             injected: Cell::new(0),
         }
     }
@@ -157,6 +160,10 @@ impl DmaFile {
 
     pub async fn fdatasync(&self) -> io::Result<()> {
         if let Some(f) = &self.faults {
+            let stall = f.sync_stall.get();
+            if !stall.is_zero() {
+                super::sleep(stall).await;
+            }
             if f.roll(f.sync_eio_per_mille) {
                 return Err(injected_eio("fdatasync"));
             }

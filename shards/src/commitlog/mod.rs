@@ -2,10 +2,12 @@
 //! commit flusher, and a tail cache of recently written bytes.
 //!
 //! Appends are synchronous and only touch memory: each record lands in the pending region of its
-//! segment. The flusher task takes every pending byte at once, writes it with one DMA write per
-//! segment and one fdatasync, and advances the durable offset. The partial last page stays in
-//! memory and is written again with the next flush.
+//! segment. Group commit is two tasks (see [`flusher`]): the writer takes every pending byte at
+//! once and writes it with one DMA write per segment; the syncer makes everything written so far
+//! durable with one fdatasync per segment and advances the durable offset. The partial last page
+//! stays in memory and is written again with the next write.
 
+mod flusher;
 pub mod segment;
 pub mod warmer;
 
@@ -20,7 +22,7 @@ use bytes::{BufMut, Bytes};
 use crate::error::StoreError;
 use crate::flush::{Durability, Notify, WaitError};
 use crate::message::record::BLANK_MAGIC;
-use crate::runtime::dma::{align_down, align_up, FaultInjector, ALIGN};
+use crate::runtime::dma::{align_down, FaultInjector};
 use segment::{segment_file_name, Segments};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +81,10 @@ struct WriteState {
     /// Recently flushed chunks: (physical start, bytes); each record lies wholly in one chunk.
     tail: VecDeque<(u64, Bytes)>,
     tail_bytes: usize,
+    /// SYNC_FLUSH: chunks written but not yet covered by a successful fdatasync, oldest first.
+    /// If that fdatasync fails they are written again: after a failed fdatasync the kernel may
+    /// have dropped the data, and a later fdatasync returning OK would not bring it back.
+    unsynced: VecDeque<Chunk>,
 }
 
 /// A region's bytes frozen for one write (no copy): `bytes` start at the aligned `base`.
@@ -101,11 +107,17 @@ pub struct CommitLog {
     disk_read_done: Notify,
     pending_freed: Notify,
     stopping: Cell<bool>,
+    /// Wakes the syncer: a write completed (or the writer stopped).
+    sync_requested: Notify,
+    /// Set by the syncer after a failed SYNC_FLUSH fdatasync; the writer rewinds to `durable`.
+    resync_needed: Cell<bool>,
     flusher_done: Notify,
-    flusher_running: Cell<bool>,
-    /// ASYNC_FLUSH: written but not yet fdatasync'd, and which segments that touched.
+    writer_running: Cell<bool>,
+    syncer_running: Cell<bool>,
+    /// End of the bytes written to segment files; `written_end - durable` awaits an fdatasync
+    /// of the segments in `unsynced_segments`.
     written_end: Cell<u64>,
-    unsynced: RefCell<std::collections::BTreeSet<u64>>,
+    unsynced_segments: RefCell<std::collections::BTreeSet<u64>>,
     last_sync: Cell<std::time::Instant>,
     warm: WarmState,
 }
@@ -148,6 +160,7 @@ impl CommitLog {
                 inflight: Vec::new(),
                 tail: VecDeque::new(),
                 tail_bytes: 0,
+                unsynced: VecDeque::new(),
             }),
             durability: Durability::new(end),
             cfg,
@@ -156,10 +169,13 @@ impl CommitLog {
             disk_reads: Cell::new(0),
             disk_read_done: Notify::default(),
             stopping: Cell::new(false),
+            sync_requested: Notify::default(),
+            resync_needed: Cell::new(false),
             flusher_done: Notify::default(),
-            flusher_running: Cell::new(false),
+            writer_running: Cell::new(false),
+            syncer_running: Cell::new(false),
             written_end: Cell::new(end),
-            unsynced: RefCell::new(std::collections::BTreeSet::new()),
+            unsynced_segments: RefCell::new(std::collections::BTreeSet::new()),
             last_sync: Cell::new(std::time::Instant::now()),
             warm: WarmState::default(),
         })
@@ -173,11 +189,13 @@ impl CommitLog {
         self.state.borrow().write_pos
     }
 
-    /// Bytes not yet written: in regions and in writes under way.
+    /// Bytes not yet durable that memory must hold: in regions, in writes under way, and
+    /// (SYNC_FLUSH) written but waiting for their fdatasync.
     fn pending_bytes(&self) -> usize {
         let st = self.state.borrow();
         st.regions.iter().map(|r| r.data.len()).sum::<usize>()
             + st.inflight.iter().map(|c| c.bytes.len()).sum::<usize>()
+            + st.unsynced.iter().map(|c| c.bytes.len()).sum::<usize>()
     }
 
     /// Waits while too many bytes are pending, so a slow disk slows appenders instead of
@@ -268,238 +286,6 @@ impl CommitLog {
         }
     }
 
-    /// The flusher: runs until [`CommitLog::stop`], then writes what is left.
-    pub async fn run_flusher(self: Rc<Self>) {
-        self.flusher_running.set(true);
-        loop {
-            let stopping = self.stopping.get();
-            let sync_mode = self.cfg.flush_mode == FlushMode::Sync;
-            let unwritten = self.write_pos() != self.written_end.get();
-            let unsynced = self.written_end.get() != self.durability.durable();
-            if !unwritten && !(unsynced && (stopping || self.sync_due())) {
-                if stopping {
-                    break;
-                }
-                let wait = self.flush_requested.notified();
-                if sync_mode && !unsynced {
-                    wait.await;
-                } else {
-                    crate::runtime::timeout(self.cfg.flush_interval, wait).await;
-                }
-                continue;
-            }
-            let result = if unwritten {
-                // SYNC_FLUSH: every write is followed by its fdatasync (group commit).
-                // ASYNC_FLUSH: write as data arrives; fdatasync only on the interval.
-                self.write_pending(sync_mode).await
-            } else {
-                self.sync_written().await
-            };
-            if let Err(e) = result {
-                tracing::error!(dir = %self.cfg.dir.display(), error = %e, "commitlog flush failed; will retry");
-                if stopping {
-                    break;
-                }
-                // Back off so a failing disk is not hammered; appenders see the error meanwhile.
-                crate::runtime::sleep(Duration::from_millis(10)).await;
-            }
-        }
-        self.flusher_running.set(false);
-        self.flusher_done.notify_all();
-    }
-
-    fn sync_due(&self) -> bool {
-        self.last_sync.get().elapsed() >= self.cfg.flush_interval
-    }
-
-    /// Makes everything written so far durable (ASYNC_FLUSH's periodic fdatasync).
-    pub async fn sync_written(&self) -> Result<(), StoreError> {
-        let end = self.written_end.get();
-        let segments: Vec<u64> = self.unsynced.borrow().iter().copied().collect();
-        for segment_start in segments {
-            let file = self
-                .segments
-                .file(segment_start, self.cfg.segment_bytes)
-                .await
-                .map_err(|e| self.fail(end, e))?;
-            file.fdatasync().await.map_err(|e| {
-                self.fail(
-                    end,
-                    StoreError::Io {
-                        context: format!("fdatasync segment {segment_start}"),
-                        source: e,
-                    },
-                )
-            })?;
-            self.unsynced.borrow_mut().remove(&segment_start);
-        }
-        self.last_sync.set(std::time::Instant::now());
-        self.durability.flushed_ok(end);
-        Ok(())
-    }
-
-    /// One group commit (SYNC_FLUSH): every pending byte, one write and one fdatasync per
-    /// segment. Kept for callers that need everything durable now.
-    pub async fn flush_once(&self) -> Result<(), StoreError> {
-        self.write_pending(true).await?;
-        if self.written_end.get() != self.durability.durable() {
-            self.sync_written().await?;
-        }
-        Ok(())
-    }
-
-    /// Writes every pending byte, one DMA write per segment; with `sync`, each followed by its
-    /// fdatasync and the durable offset advanced.
-    async fn write_pending(&self, sync: bool) -> Result<(), StoreError> {
-        let (end, chunks) = self.take_chunks();
-        for (i, c) in chunks.iter().enumerate() {
-            let result = async {
-                let file = self
-                    .segments
-                    .file(c.segment_start, self.cfg.segment_bytes)
-                    .await?;
-                let len = c.bytes.len();
-                let padded = align_up(len as u64) as usize;
-                self.wait_warm_clear(c.base, c.base + padded as u64).await;
-                let io = async {
-                    file.write_from(c.base - c.segment_start, padded, |buf| {
-                        buf[..len].copy_from_slice(&c.bytes);
-                        buf[len..].fill(0);
-                    })
-                    .await?;
-                    if sync {
-                        file.fdatasync().await?;
-                    }
-                    Ok::<(), std::io::Error>(())
-                };
-                io.await.map_err(|e| StoreError::Io {
-                    context: format!("segment {}", c.segment_start),
-                    source: e,
-                })
-            }
-            .await;
-            match result {
-                Ok(()) => {
-                    if !sync {
-                        self.unsynced.borrow_mut().insert(c.segment_start);
-                    }
-                    self.chunk_written(c);
-                }
-                Err(e) => {
-                    self.restore_chunks(&chunks[i..]);
-                    self.pending_freed.notify_all();
-                    return Err(self.fail(end, e));
-                }
-            }
-        }
-        self.written_end.set(end);
-        self.nudge_warmer();
-        if sync {
-            self.last_sync.set(std::time::Instant::now());
-            self.durability.flushed_ok(end);
-        }
-        self.pending_freed.notify_all();
-        Ok(())
-    }
-
-    /// Freezes every region with unwritten bytes into a chunk (no copy). A region keeps only a
-    /// copy of its partial last page, to be written again with the bytes that follow it.
-    fn take_chunks(&self) -> (u64, Vec<Chunk>) {
-        let written = self.written_end.get();
-        let mut st = self.state.borrow_mut();
-        let end = st.write_pos;
-        let mut chunks = Vec::new();
-        for r in st.regions.iter_mut() {
-            if r.data.is_empty() || r.base + r.data.len() as u64 <= written {
-                continue;
-            }
-            let len = r.data.len();
-            let keep_from = align_down(len as u64) as usize;
-            let mut next = Vec::with_capacity(len.max(2 * ALIGN as usize));
-            if !r.sealed {
-                next.extend_from_slice(&r.data[keep_from..]);
-            }
-            let bytes = Bytes::from(std::mem::replace(&mut r.data, next));
-            chunks.push(Chunk {
-                segment_start: r.segment_start,
-                base: r.base,
-                bytes,
-                sealed: r.sealed,
-            });
-            if !r.sealed {
-                r.base += keep_from as u64;
-                debug_assert_eq!(r.base % ALIGN, 0);
-            }
-        }
-        st.regions.retain(|r| !(r.sealed && r.data.is_empty()));
-        st.inflight.extend(chunks.iter().cloned());
-        (end, chunks)
-    }
-
-    /// A chunk is on disk: it moves from in-flight to the tail cache.
-    fn chunk_written(&self, c: &Chunk) {
-        let mut st = self.state.borrow_mut();
-        if let Some(i) = st
-            .inflight
-            .iter()
-            .position(|x| x.base == c.base && x.segment_start == c.segment_start)
-        {
-            st.inflight.remove(i);
-        }
-        st.tail_bytes += c.bytes.len();
-        st.tail.push_back((c.base, c.bytes.clone()));
-        while st.tail_bytes > self.cfg.tail_cache_bytes && st.tail.len() > 1 {
-            if let Some((_, b)) = st.tail.pop_front() {
-                st.tail_bytes -= b.len();
-            }
-        }
-    }
-
-    /// A write failed: put the chunks' bytes back in front of their regions so the next flush
-    /// writes them again from the same aligned positions.
-    fn restore_chunks(&self, chunks: &[Chunk]) {
-        let mut st = self.state.borrow_mut();
-        for c in chunks {
-            if let Some(i) = st
-                .inflight
-                .iter()
-                .position(|x| x.base == c.base && x.segment_start == c.segment_start)
-            {
-                st.inflight.remove(i);
-            }
-            let c_end = c.base + c.bytes.len() as u64;
-            match st
-                .regions
-                .iter_mut()
-                .find(|r| r.segment_start == c.segment_start)
-            {
-                Some(r) => {
-                    debug_assert!(r.base >= c.base && r.base <= c_end);
-                    let mut data = c.bytes.to_vec();
-                    data.extend_from_slice(&r.data[(c_end - r.base) as usize..]);
-                    r.data = data;
-                    r.base = c.base;
-                }
-                None => {
-                    let at = st
-                        .regions
-                        .iter()
-                        .position(|r| r.segment_start > c.segment_start)
-                        .unwrap_or(st.regions.len());
-                    st.regions.insert(
-                        at,
-                        Region {
-                            segment_start: c.segment_start,
-                            base: c.base,
-                            data: c.bytes.to_vec(),
-                            sealed: c.sealed,
-                        },
-                    );
-                }
-            }
-        }
-    }
-
     fn fail(&self, end: u64, e: StoreError) -> StoreError {
         self.durability.flush_failed(end, e.to_string());
         e
@@ -580,8 +366,9 @@ impl CommitLog {
     pub async fn stop(&self) {
         self.stopping.set(true);
         self.flush_requested.notify_all();
+        self.sync_requested.notify_all();
         self.durability.first_waiter.notify_all();
-        while self.flusher_running.get() {
+        while self.writer_running.get() || self.syncer_running.get() {
             self.flusher_done.notified().await;
         }
         self.wait_warmer_stopped().await;
@@ -629,6 +416,12 @@ impl Drop for DiskReadPermit<'_> {
         self.0.disk_reads.set(self.0.disk_reads.get() - 1);
         self.0.disk_read_done.notify_all();
     }
+}
+
+fn region_for_chunk(regions: &mut VecDeque<Region>, segment_start: u64) -> Option<&mut Region> {
+    regions
+        .iter_mut()
+        .find(|r| r.segment_start == segment_start)
 }
 
 fn region_for(st: &mut WriteState, segment_start: u64) -> &mut Region {

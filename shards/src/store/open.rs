@@ -193,6 +193,7 @@ impl Log {
         });
         log.checkpoint().await?;
         crate::runtime::spawn_in(Lane::Writes, log.commitlog.clone().run_flusher());
+        crate::runtime::spawn_in(Lane::Writes, log.commitlog.clone().run_syncer());
         crate::runtime::spawn_in(Lane::Writes, log.commitlog.clone().run_deadline_tick());
         crate::runtime::spawn_in(Lane::Writes, log.commitlog.clone().run_warmer());
         crate::runtime::spawn(log.clone().run_checkpointer());

@@ -1,0 +1,325 @@
+//! Group commit as a two-stage pipeline: a writer task and a syncer task per log.
+//!
+//! The writer takes every pending byte at once and writes it, one DMA write per segment, then
+//! moves on to whatever arrived meanwhile. The syncer makes everything written so far durable,
+//! one fdatasync per segment touched, and advances the durable offset. With one task doing both
+//! in turn, a round cost write + fdatasync and the next write waited for the fdatasync; now the
+//! next write overlaps the fdatasync in flight.
+//!
+//! SYNC_FLUSH syncs as soon as something is written; ASYNC_FLUSH every `flush_interval`.
+//!
+//! Invariants:
+//! - the durable offset advances only to `written_end` as read *before* the fdatasync was
+//!   issued, so it covers only writes that had completed by then;
+//! - a segment is taken out of `unsynced_segments` before its fdatasync starts, so a write that
+//!   completes during the fdatasync puts it back for the next one;
+//! - SYNC_FLUSH: after a failed fdatasync nothing more is synced until the writer has rewound
+//!   to the durable offset and writes those bytes again (see `WriteState::unsynced`).
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::{region_for_chunk, Chunk, CommitLog, FlushMode, Region};
+use crate::error::StoreError;
+use crate::runtime::dma::{align_down, align_up, ALIGN};
+
+/// Pause after a failed write or fdatasync, so a failing disk is not hammered.
+const FAILURE_BACKOFF: Duration = Duration::from_millis(10);
+
+impl CommitLog {
+    fn sync_mode(&self) -> bool {
+        self.cfg.flush_mode == FlushMode::Sync
+    }
+
+    /// The writer: runs until [`CommitLog::stop`], then writes what is left.
+    pub async fn run_flusher(self: Rc<Self>) {
+        self.writer_running.set(true);
+        loop {
+            let stopping = self.stopping.get();
+            let unwritten = self.write_pos() != self.written_end.get();
+            if !unwritten && !self.resync_needed.get() {
+                if stopping {
+                    break;
+                }
+                let wait = self.flush_requested.notified();
+                if self.sync_mode() {
+                    wait.await;
+                } else {
+                    crate::runtime::timeout(self.cfg.flush_interval, wait).await;
+                }
+                continue;
+            }
+            match self.write_pending(false).await {
+                Ok(()) => self.sync_requested.notify_all(),
+                Err(e) => {
+                    tracing::error!(dir = %self.cfg.dir.display(), error = %e, "commitlog write failed; will retry");
+                    if stopping {
+                        break;
+                    }
+                    crate::runtime::sleep(FAILURE_BACKOFF).await;
+                }
+            }
+        }
+        self.writer_running.set(false);
+        self.sync_requested.notify_all();
+        self.flusher_done.notify_all();
+    }
+
+    /// The syncer: runs until [`CommitLog::stop`] once the writer has stopped and everything
+    /// written is durable (or an fdatasync failed while stopping).
+    pub async fn run_syncer(self: Rc<Self>) {
+        self.syncer_running.set(true);
+        loop {
+            let stopping = self.stopping.get();
+            let unsynced =
+                self.written_end.get() != self.durability.durable() && !self.resync_needed.get();
+            let due = self.sync_mode() || stopping || self.sync_due();
+            if !(unsynced && due) {
+                if stopping && !self.writer_running.get() {
+                    break;
+                }
+                let wait = self.sync_requested.notified();
+                if self.sync_mode() || stopping {
+                    wait.await;
+                } else {
+                    crate::runtime::timeout(self.cfg.flush_interval, wait).await;
+                }
+                continue;
+            }
+            if let Err(e) = self.sync_written().await {
+                tracing::error!(dir = %self.cfg.dir.display(), error = %e, "commitlog fdatasync failed; will retry");
+                if self.sync_mode() {
+                    self.resync_needed.set(true);
+                    self.flush_requested.notify_all();
+                }
+                if stopping {
+                    break;
+                }
+                crate::runtime::sleep(FAILURE_BACKOFF).await;
+            }
+        }
+        self.syncer_running.set(false);
+        self.flusher_done.notify_all();
+    }
+
+    fn sync_due(&self) -> bool {
+        self.last_sync.get().elapsed() >= self.cfg.flush_interval
+    }
+
+    /// Makes everything written so far durable: one fdatasync per segment written to since the
+    /// last one, then the durable offset advances to what was written before they started.
+    pub(super) async fn sync_written(&self) -> Result<(), StoreError> {
+        let end = self.written_end.get();
+        let segments = std::mem::take(&mut *self.unsynced_segments.borrow_mut());
+        debug_assert!(
+            end == self.durability.durable() || !segments.is_empty(),
+            "bytes written but no segment to sync"
+        );
+        for (i, &segment_start) in segments.iter().enumerate() {
+            let synced = async {
+                let file = self
+                    .segments
+                    .file(segment_start, self.cfg.segment_bytes)
+                    .await?;
+                file.fdatasync().await.map_err(|e| StoreError::Io {
+                    context: format!("fdatasync segment {segment_start}"),
+                    source: e,
+                })
+            }
+            .await;
+            if let Err(e) = synced {
+                self.unsynced_segments
+                    .borrow_mut()
+                    .extend(segments.iter().skip(i));
+                return Err(self.fail(end, e));
+            }
+        }
+        self.last_sync.set(std::time::Instant::now());
+        self.state
+            .borrow_mut()
+            .unsynced
+            .retain(|c| c.base + c.bytes.len() as u64 > end);
+        self.durability.flushed_ok(end);
+        self.pending_freed.notify_all();
+        Ok(())
+    }
+
+    /// Writes and syncs every pending byte now. For recovery and the final flush at stop, when
+    /// the writer and syncer tasks are not running.
+    pub async fn flush_once(&self) -> Result<(), StoreError> {
+        debug_assert!(!self.writer_running.get() && !self.syncer_running.get());
+        self.write_pending(true).await?;
+        if self.written_end.get() != self.durability.durable() {
+            self.sync_written().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes every pending byte, one DMA write per segment. With `sync` (flush_once), each
+    /// write is followed by its fdatasync and the durable offset advances.
+    async fn write_pending(&self, sync: bool) -> Result<(), StoreError> {
+        if self.resync_needed.get() {
+            self.rewind_to_durable();
+        }
+        let (end, chunks) = self.take_chunks();
+        for (i, c) in chunks.iter().enumerate() {
+            let result = async {
+                let file = self
+                    .segments
+                    .file(c.segment_start, self.cfg.segment_bytes)
+                    .await?;
+                let len = c.bytes.len();
+                let padded = align_up(len as u64) as usize;
+                self.wait_warm_clear(c.base, c.base + padded as u64).await;
+                let io = async {
+                    file.write_from(c.base - c.segment_start, padded, |buf| {
+                        buf[..len].copy_from_slice(&c.bytes);
+                        buf[len..].fill(0);
+                    })
+                    .await?;
+                    if sync {
+                        file.fdatasync().await?;
+                    }
+                    Ok::<(), std::io::Error>(())
+                };
+                io.await.map_err(|e| StoreError::Io {
+                    context: format!("segment {}", c.segment_start),
+                    source: e,
+                })
+            }
+            .await;
+            match result {
+                Ok(()) => self.chunk_written(c, sync),
+                Err(e) => {
+                    self.restore_chunks(chunks[i..].iter().rev());
+                    self.pending_freed.notify_all();
+                    return Err(self.fail(end, e));
+                }
+            }
+        }
+        self.written_end.set(end);
+        self.nudge_warmer();
+        if sync {
+            self.last_sync.set(std::time::Instant::now());
+            self.durability.flushed_ok(end);
+        }
+        self.pending_freed.notify_all();
+        Ok(())
+    }
+
+    /// After a failed SYNC_FLUSH fdatasync: every chunk written since the durable offset goes
+    /// back in front of its region, to be written and synced again.
+    fn rewind_to_durable(&self) {
+        let chunks: Vec<Chunk> = self.state.borrow_mut().unsynced.drain(..).collect();
+        self.restore_chunks(chunks.iter().rev());
+        self.written_end.set(self.durability.durable());
+        self.resync_needed.set(false);
+    }
+
+    /// Freezes every region with unwritten bytes into a chunk (no copy). A region keeps only a
+    /// copy of its partial last page, to be written again with the bytes that follow it.
+    fn take_chunks(&self) -> (u64, Vec<Chunk>) {
+        let written = self.written_end.get();
+        let mut st = self.state.borrow_mut();
+        let end = st.write_pos;
+        let mut chunks = Vec::new();
+        for r in st.regions.iter_mut() {
+            if r.data.is_empty() || r.base + r.data.len() as u64 <= written {
+                continue;
+            }
+            let len = r.data.len();
+            let keep_from = align_down(len as u64) as usize;
+            let mut next = Vec::with_capacity(len.max(2 * ALIGN as usize));
+            if !r.sealed {
+                next.extend_from_slice(&r.data[keep_from..]);
+            }
+            let bytes = Bytes::from(std::mem::replace(&mut r.data, next));
+            chunks.push(Chunk {
+                segment_start: r.segment_start,
+                base: r.base,
+                bytes,
+                sealed: r.sealed,
+            });
+            if !r.sealed {
+                r.base += keep_from as u64;
+                debug_assert_eq!(r.base % ALIGN, 0);
+            }
+        }
+        st.regions.retain(|r| !(r.sealed && r.data.is_empty()));
+        st.inflight.extend(chunks.iter().cloned());
+        (end, chunks)
+    }
+
+    /// A chunk is on disk: it moves from in-flight to the tail cache, and (SYNC_FLUSH, not yet
+    /// synced) to the chunks kept until their fdatasync succeeds.
+    fn chunk_written(&self, c: &Chunk, synced: bool) {
+        if !synced {
+            self.unsynced_segments.borrow_mut().insert(c.segment_start);
+        }
+        let mut st = self.state.borrow_mut();
+        remove_inflight(&mut st.inflight, c);
+        if !synced && self.sync_mode() {
+            debug_assert!(
+                st.unsynced
+                    .back()
+                    .is_none_or(|b| b.base + b.bytes.len() as u64 <= c.base + c.bytes.len() as u64),
+                "unsynced chunks out of order"
+            );
+            st.unsynced.push_back(c.clone());
+        }
+        st.tail_bytes += c.bytes.len();
+        st.tail.push_back((c.base, c.bytes.clone()));
+        while st.tail_bytes > self.cfg.tail_cache_bytes && st.tail.len() > 1 {
+            if let Some((_, b)) = st.tail.pop_front() {
+                st.tail_bytes -= b.len();
+            }
+        }
+    }
+
+    /// Puts chunks' bytes back in front of their regions so the next write covers them again
+    /// from the same aligned positions. Chunks must come newest first: each one's end overlaps
+    /// the start of the region its successor left behind.
+    fn restore_chunks<'a>(&self, newest_first: impl Iterator<Item = &'a Chunk>) {
+        let mut st = self.state.borrow_mut();
+        for c in newest_first {
+            remove_inflight(&mut st.inflight, c);
+            let c_end = c.base + c.bytes.len() as u64;
+            match region_for_chunk(&mut st.regions, c.segment_start) {
+                Some(r) => {
+                    debug_assert!(r.base >= c.base && r.base <= c_end);
+                    let mut data = c.bytes.to_vec();
+                    data.extend_from_slice(&r.data[(c_end - r.base) as usize..]);
+                    r.data = data;
+                    r.base = c.base;
+                }
+                None => {
+                    let at = st
+                        .regions
+                        .iter()
+                        .position(|r| r.segment_start > c.segment_start)
+                        .unwrap_or(st.regions.len());
+                    st.regions.insert(
+                        at,
+                        Region {
+                            segment_start: c.segment_start,
+                            base: c.base,
+                            data: c.bytes.to_vec(),
+                            sealed: c.sealed,
+                        },
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn remove_inflight(inflight: &mut Vec<Chunk>, c: &Chunk) {
+    if let Some(i) = inflight
+        .iter()
+        .position(|x| x.base == c.base && x.segment_start == c.segment_start)
+    {
+        inflight.remove(i);
+    }
+}

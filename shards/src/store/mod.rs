@@ -133,15 +133,18 @@ impl Log {
                     m.encode_into(buf, qoff as i64, phys as i64, store_ts)
                 })?;
 
+                let [tags, uniq, keys] =
+                    properties::find_each(&m.properties, [TAGS, UNIQ_KEY, KEYS]);
                 cq.push(CqEntry {
                     phys: a.physical_offset,
                     size: len as u32,
-                    tag_code: tag_code(properties::find(&m.properties, TAGS)),
+                    tag_code: tag_code(tags),
                 });
                 index_keys(
                     &mut index,
                     &m.topic,
-                    &m.properties,
+                    uniq,
+                    keys,
                     IndexEntry {
                         phys: a.physical_offset,
                         size: len as u32,
@@ -411,11 +414,17 @@ impl Log {
     }
 }
 
-fn index_keys(index: &mut KeyIndex, topic: &str, props: &str, e: IndexEntry) {
-    if let Some(u) = properties::find(props, UNIQ_KEY) {
+fn index_keys(
+    index: &mut KeyIndex,
+    topic: &str,
+    uniq: Option<&str>,
+    keys: Option<&str>,
+    e: IndexEntry,
+) {
+    if let Some(u) = uniq {
         index.add(topic, u, e);
     }
-    if let Some(keys) = properties::find(props, KEYS) {
+    if let Some(keys) = keys {
         for k in keys.split(' ').filter(|k| !k.is_empty()) {
             index.add(topic, k, e);
         }

@@ -16,7 +16,7 @@ use crate::error::StoreError;
 use crate::flush::Notify;
 use crate::index::{IndexEntry, KeyIndex};
 use crate::message::hash::tag_code;
-use crate::message::properties::{self, TAGS};
+use crate::message::properties::{self, KEYS, TAGS, UNIQ_KEY};
 use crate::offsets::ConsumerOffsets;
 use crate::recovery::{recover_commitlog, RecoveredLog};
 use crate::runtime::Lane;
@@ -131,15 +131,17 @@ impl Log {
                         found = rec.queue_offset, "queue offset gap while re-dispatching");
             }
             let size = rec.total_size as u32;
+            let [tags, uniq, keys] = properties::find_each(&rec.properties, [TAGS, UNIQ_KEY, KEYS]);
             q.push(CqEntry {
                 phys,
                 size,
-                tag_code: tag_code(properties::find(&rec.properties, TAGS)),
+                tag_code: tag_code(tags),
             });
             super::index_keys(
                 &mut index,
                 &rec.topic,
-                &rec.properties,
+                uniq,
+                keys,
                 IndexEntry { phys, size },
             );
             redispatched += 1;

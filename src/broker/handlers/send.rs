@@ -21,22 +21,22 @@ use crate::remoting::RemotingCommand;
 
 static PICK: AtomicU64 = AtomicU64::new(0x9E37_79B9_7F4A_7C15);
 
-/// The offsetMsgId (§4.5): uppercase hex of store IP, store port and physical offset.
-pub fn offset_msg_id(store: SocketAddr, phys: u64) -> String {
-    let mut bytes = Vec::with_capacity(28);
-    match store.ip() {
-        IpAddr::V4(ip) => bytes.extend_from_slice(&ip.octets()),
-        IpAddr::V6(ip) => bytes.extend_from_slice(&ip.octets()),
-    }
-    bytes.extend_from_slice(&(store.port() as i32).to_be_bytes());
-    bytes.extend_from_slice(&phys.to_be_bytes());
+/// Appends the offsetMsgId (§4.5) to `out`: uppercase hex of store IP, store port and physical
+/// offset. A batch's ids are joined in one string, with no string per message.
+pub fn push_offset_msg_id(out: &mut String, store: SocketAddr, phys: u64) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut id = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        id.push(HEX[(b >> 4) as usize] as char);
-        id.push(HEX[(b & 15) as usize] as char);
+    let mut push = |bytes: &[u8]| {
+        for b in bytes {
+            out.push(HEX[(b >> 4) as usize] as char);
+            out.push(HEX[(b & 15) as usize] as char);
+        }
+    };
+    match store.ip() {
+        IpAddr::V4(ip) => push(&ip.octets()),
+        IpAddr::V6(ip) => push(&ip.octets()),
     }
-    id
+    push(&(store.port() as i32).to_be_bytes());
+    push(&phys.to_be_bytes());
 }
 
 /// Finds (or auto-creates, §6.2) the topic a send targets.
@@ -195,14 +195,16 @@ async fn put(
                 PutStatus::Ok => rs::SUCCESS,
                 PutStatus::FlushDiskTimeout => rs::FLUSH_DISK_TIMEOUT,
             };
-            let ids: Vec<String> = r
-                .appended
-                .iter()
-                .map(|(_, phys, _)| offset_msg_id(store, *phys))
-                .collect();
+            let mut ids = String::with_capacity(r.appended.len() * 33);
+            for (i, (_, phys, _)) in r.appended.iter().enumerate() {
+                if i > 0 {
+                    ids.push(',');
+                }
+                push_offset_msg_id(&mut ids, store, *phys);
+            }
             let first_offset = r.appended.first().map(|a| a.0).unwrap_or(0);
             Ok(RemotingCommand::response_to(cmd, code)
-                .with_field("msgId", ids.join(","))
+                .with_field("msgId", ids)
                 .with_field("queueId", queue_id)
                 .with_field("queueOffset", first_offset)
                 .with_field("MSG_REGION", "DefaultRegion")
@@ -334,7 +336,8 @@ mod tests {
 
     #[test]
     fn offset_msg_id_is_32_hex_chars_for_ipv4() {
-        let id = offset_msg_id("127.0.0.1:10911".parse().expect("addr"), 0x1234);
+        let mut id = String::new();
+        push_offset_msg_id(&mut id, "127.0.0.1:10911".parse().expect("addr"), 0x1234);
         assert_eq!(id, "7F00000100002A9F0000000000001234");
     }
 }

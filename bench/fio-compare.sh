@@ -6,7 +6,7 @@
 # 1. fio: sequential O_DIRECT 1 MiB writes at iodepth 32 (io_uring, libaio as fallback), and
 #    4 KiB writes each followed by fdatasync.
 # 2. store_bench (release): 1 KiB messages, SYNC_FLUSH and ASYNC_FLUSH, 64 appenders, one shard
-#    (SYNC also with segment warming off, and with 256 appenders); then SYNC_FLUSH at half the
+#    (SYNC also with segment warming off, and with 256 and 1024 appenders); then SYNC_FLUSH at half the
 #    measured SYNC throughput, for p99 at half load.
 # 3. A table of our MB/s (stored record bytes) as a fraction of fio's sequential bandwidth.
 #
@@ -48,8 +48,17 @@ read -r SEQ_KIB _ < <(fio_terse --name=seq --filename="$WORK/seq.dat" --size=2G 
 rm -f "$WORK/seq.dat"
 
 echo "fio: 4 KiB write + fdatasync" >&2
-read -r SYNC_KIB SYNC_IOPS < <(fio_terse --name=sync4k --filename="$WORK/sync.dat" --size=256M --rw=write \
-    --bs=4k --ioengine=sync --fdatasync=1 --runtime="$SECONDS_PER_RUN" --time_based)
+# JSON for this one: the fdatasync latency percentiles are the floor under SYNC_FLUSH p99.
+fio --output-format=json --name=sync4k --filename="$WORK/sync.dat" --size=256M --rw=write \
+    --bs=4k --ioengine=sync --fdatasync=1 --runtime="$SECONDS_PER_RUN" --time_based >"$WORK/sync.json"
+read -r SYNC_KIB SYNC_IOPS SYNC_P50 SYNC_P99 SYNC_P999 < <(python3 - "$WORK/sync.json" <<'PY'
+import json, sys
+job = json.load(open(sys.argv[1]))["jobs"][0]
+p = job["sync"]["lat_ns"]["percentile"]
+us = lambda k: round(p[k] / 1000)
+print(job["write"]["bw"], round(job["write"]["iops"]), us("50.000000"), us("99.000000"), us("99.900000"))
+PY
+)
 rm -f "$WORK/sync.dat"
 
 echo "building store_bench (release)" >&2
@@ -72,12 +81,18 @@ echo "store_bench: SYNC_FLUSH, 64 appenders" >&2
 SYNC_RESULT="$(store_bench --mode sync --appenders 64)"
 echo "store_bench: SYNC_FLUSH, 256 appenders" >&2
 SYNC256_RESULT="$(store_bench --mode sync --appenders 256)"
+echo "store_bench: SYNC_FLUSH, 1024 appenders" >&2
+SYNC1024_RESULT="$(store_bench --mode sync --appenders 1024)"
 echo "store_bench: ASYNC_FLUSH, 64 appenders" >&2
 ASYNC_RESULT="$(store_bench --mode async --appenders 64)"
 HALF_RATE="$(awk -v m="$(field "$SYNC_RESULT" msgs_per_s)" 'BEGIN {printf "%d", m / 2}')"
 # Open loop: one schedule, every put its own task (one timer instead of 64 per interval).
 echo "store_bench: SYNC_FLUSH at $HALF_RATE msgs/s (half of the 64-appender max), open loop" >&2
-HALF_RESULT="$(store_bench --mode sync --appenders 1 --rate "$HALF_RATE")"
+HALF_OUT="$("$BENCH" --size 1024 --seconds "$SECONDS_PER_RUN" --dir "$WORK" --mode sync --appenders 1 \
+    --rate "$HALF_RATE")"
+HALF_RESULT="$(grep '^RESULT' <<<"$HALF_OUT")"
+echo "store_bench: the same schedule with no put (this machine's scheduling floor)" >&2
+NONE_RESULT="$(store_bench --mode none --appenders 1 --rate "$HALF_RATE")"
 
 SEQ_MBS="$(awk -v k="$SEQ_KIB" 'BEGIN {printf "%.1f", k * 1024 / 1e6}')"
 SYNC4K_MBS="$(awk -v k="$SYNC_KIB" 'BEGIN {printf "%.1f", k * 1024 / 1e6}')"
@@ -93,15 +108,20 @@ row() { # name, RESULT line
 echo
 echo "date: $(date -u +%Y-%m-%dT%H:%MZ)   host: $(nproc) cores   fs: $(df -h --output=source,fstype "$WORK" | tail -1)"
 echo "fio sequential O_DIRECT 1 MiB, iodepth 32 ($ENGINE): $SEQ_MBS MB/s"
-echo "fio 4 KiB write + fdatasync: $SYNC4K_MBS MB/s, $SYNC_IOPS IOPS"
+echo "fio 4 KiB write + fdatasync: $SYNC4K_MBS MB/s, $SYNC_IOPS IOPS; fdatasync p50 $SYNC_P50 us, p99 $SYNC_P99 us, p99.9 $SYNC_P999 us"
 echo
 echo "| store_bench, 1 KiB bodies, 1 shard   |     msgs/s |     MB/s |  of fio |  p50 us |   p99 us | p99.9 us | max us |"
 echo "|--------------------------------------|------------|----------|---------|---------|----------|----------|--------|"
 row "SYNC_FLUSH, 64 appenders, no warming" "$COLD_RESULT"
 row "SYNC_FLUSH, 64 appenders" "$SYNC_RESULT"
 row "SYNC_FLUSH, 256 appenders" "$SYNC256_RESULT"
+row "SYNC_FLUSH, 1024 appenders" "$SYNC1024_RESULT"
 row "ASYNC_FLUSH, 64 appenders" "$ASYNC_RESULT"
 row "SYNC_FLUSH, half rate, open loop" "$HALF_RESULT"
+row "same schedule, no put (floor)" "$NONE_RESULT"
+echo
+echo "group commit rounds in the half-rate run (us; an append waits for about two of each):"
+grep -E '^  (write_us|fdatasync_us|round_bytes) ' <<<"$HALF_OUT"
 echo
 echo "MB/s counts stored record bytes (body + ~100 bytes of header, topic and properties)."
 echo "targets: SYNC >= 50% and ASYNC >= 70% of fio sequential; SYNC p99 <= 2000 us at half rate"

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use clap::Parser;
 use hdrhistogram::Histogram;
+use rocketcore_shards::commitlog::stats::FlushStats;
 use rocketcore_shards::message::record::MessageInput;
 use rocketcore_shards::placement::log_dir;
 use rocketcore_shards::runtime::{self, run_pool, Lane, RuntimeConfig, Shard};
@@ -31,7 +32,9 @@ struct Args {
     /// Message body size in bytes (a stored record adds ~110 bytes of header, topic, properties).
     #[arg(long, default_value_t = 1024)]
     size: usize,
-    /// sync (SYNC_FLUSH: complete after fdatasync) or async (ASYNC_FLUSH: complete in memory).
+    /// sync (SYNC_FLUSH: complete after fdatasync) or async (ASYNC_FLUSH: complete in memory);
+    /// none runs the same schedule with no put at all: with --rate, the latency this machine
+    /// adds to an on-time task by itself (the floor under any put's percentiles).
     #[arg(long, default_value = "sync")]
     mode: String,
     /// Concurrent appenders per shard.
@@ -80,6 +83,8 @@ struct ShardReport {
     elapsed: Duration,
     errors: u64,
     reads: u64,
+    /// The log's write / fdatasync rounds while measuring (`FlushStats::summary`).
+    flush: String,
 }
 
 fn message(size: usize, queue_id: i32) -> MessageInput {
@@ -112,20 +117,15 @@ struct Counters {
 }
 
 /// Counts one completed put that was due at `due`.
-fn record(
-    c: &Counters,
-    result: Result<rocketcore_shards::PutResult, rocketcore_shards::StoreError>,
-    due: Instant,
-) {
+fn record(c: &Counters, result: Result<u64, rocketcore_shards::StoreError>, due: Instant) {
     let done = Instant::now();
     if !c.measuring.get() {
         return;
     }
     match result {
-        Ok(r) => {
+        Ok(bytes) => {
             c.messages.set(c.messages.get() + 1);
-            c.record_bytes
-                .set(c.record_bytes.get() + r.appended.iter().map(|a| a.2 as u64).sum::<u64>());
+            c.record_bytes.set(c.record_bytes.get() + bytes);
             let us = done.saturating_duration_since(due).as_micros() as u64;
             let _ = c.latency_us.borrow_mut().record(us.max(1));
         }
@@ -138,16 +138,33 @@ fn record(
     }
 }
 
+/// One put (or nothing, with `--mode none`): the stored record bytes.
+async fn put(
+    log: &Log,
+    msg: &MessageInput,
+    none: bool,
+) -> Result<u64, rocketcore_shards::StoreError> {
+    if none {
+        return Ok(0);
+    }
+    let r = log.put(std::slice::from_ref(msg), true).await?;
+    Ok(r.appended.iter().map(|a| a.2 as u64).sum())
+}
+
 async fn appender(log: Rc<Log>, c: Rc<Counters>, args: Args, id: usize, per_appender_rate: f64) {
     let msg = message(args.size, (id % 8) as i32);
+    let none = args.mode == "none";
     let Some(interval) =
         (per_appender_rate > 0.0).then(|| Duration::from_secs_f64(1.0 / per_appender_rate))
     else {
         // Closed loop: the next put as soon as the previous one completed.
         while c.running.get() {
             let due = Instant::now();
-            let result = log.put(std::slice::from_ref(&msg), true).await;
+            let result = put(&log, &msg, none).await;
             record(&c, result, due);
+            if none {
+                futures_lite::future::yield_now().await;
+            }
         }
         return;
     };
@@ -163,7 +180,7 @@ async fn appender(log: Rc<Log>, c: Rc<Counters>, args: Args, id: usize, per_appe
         let (log, c2, msg) = (log.clone(), c.clone(), msg.clone());
         c.in_flight.set(c.in_flight.get() + 1);
         runtime::spawn(async move {
-            let result = log.put(std::slice::from_ref(&msg), true).await;
+            let result = put(&log, &msg, none).await;
             record(&c2, result, due);
             c2.in_flight.set(c2.in_flight.get() - 1);
         });
@@ -248,8 +265,10 @@ async fn run_shard(shard_id: usize, root: PathBuf, args: Args) -> Result<ShardRe
     runtime::sleep(Duration::from_secs(1)).await;
     c.measuring.set(true);
     let started = Instant::now();
+    let flush_before = log.commitlog().flush_stats();
     runtime::sleep(Duration::from_secs(args.seconds)).await;
     c.measuring.set(false);
+    let flush = flush_rounds(flush_before, log.commitlog().flush_stats());
     let elapsed = started.elapsed();
     c.running.set(false);
     for t in tasks {
@@ -271,8 +290,17 @@ async fn run_shard(shard_id: usize, root: PathBuf, args: Args) -> Result<ShardRe
         elapsed,
         errors: c.errors.get(),
         reads: c.reads.get(),
+        flush,
     };
     Ok(report)
+}
+
+/// The group commit's rounds during the measured seconds only.
+fn flush_rounds(before: FlushStats, mut after: FlushStats) -> String {
+    let _ = after.write_us.subtract(&before.write_us);
+    let _ = after.sync_us.subtract(&before.sync_us);
+    let _ = after.round_bytes.subtract(&before.round_bytes);
+    after.summary()
 }
 
 fn is_tmpfs(dir: &Path) -> bool {
@@ -287,8 +315,11 @@ fn is_tmpfs(dir: &Path) -> bool {
 
 fn main() -> Result<(), String> {
     let args = Args::parse();
-    if args.mode != "sync" && args.mode != "async" {
-        return Err(format!("--mode must be sync or async, not {}", args.mode));
+    if !["sync", "async", "none"].contains(&args.mode.as_str()) {
+        return Err(format!(
+            "--mode must be sync, async or none, not {}",
+            args.mode
+        ));
     }
     let temp;
     let root = match &args.dir {
@@ -367,6 +398,12 @@ fn print_summary(args: &Args, reports: &[ShardReport]) {
         hist.max(),
         hist.len()
     );
+    for (shard, r) in reports.iter().enumerate() {
+        println!("flush rounds, shard {shard}:");
+        for line in r.flush.lines() {
+            println!("  {line}");
+        }
+    }
     println!(
         "RESULT mode={} size={} appenders={} shards={} rate={} msgs_per_s={:.0} record_mb_per_s={:.1} payload_mb_per_s={:.1} p50_us={} p99_us={} p999_us={} max_us={} errors={} readers={} lanes={} reads_per_s={:.0}",
         args.mode,

@@ -113,6 +113,7 @@ impl CommitLog {
     pub(super) async fn sync_written(&self) -> Result<(), StoreError> {
         let end = self.written_end.get();
         let segments = std::mem::take(&mut *self.unsynced_segments.borrow_mut());
+        let started = std::time::Instant::now();
         debug_assert!(
             end == self.durability.durable() || !segments.is_empty(),
             "bytes written but no segment to sync"
@@ -136,6 +137,9 @@ impl CommitLog {
                 return Err(self.fail(end, e));
             }
         }
+        self.stats
+            .borrow_mut()
+            .synced(started.elapsed().as_micros() as u64);
         self.last_sync.set(std::time::Instant::now());
         self.state
             .borrow_mut()
@@ -164,6 +168,10 @@ impl CommitLog {
             self.rewind_to_durable();
         }
         let (end, chunks) = self.take_chunks();
+        if !chunks.is_empty() {
+            let bytes: usize = chunks.iter().map(|c| c.bytes.len()).sum();
+            self.stats.borrow_mut().took(bytes as u64);
+        }
         for (i, c) in chunks.iter().enumerate() {
             let result = async {
                 let file = self
@@ -174,11 +182,15 @@ impl CommitLog {
                 let padded = align_up(len as u64) as usize;
                 self.wait_warm_clear(c.base, c.base + padded as u64).await;
                 let io = async {
+                    let started = std::time::Instant::now();
                     file.write_from(c.base - c.segment_start, padded, |buf| {
                         buf[..len].copy_from_slice(&c.bytes);
                         buf[len..].fill(0);
                     })
                     .await?;
+                    self.stats
+                        .borrow_mut()
+                        .wrote(started.elapsed().as_micros() as u64);
                     if sync {
                         file.fdatasync().await?;
                     }

@@ -9,6 +9,7 @@
 
 mod flusher;
 pub mod segment;
+pub mod stats;
 pub mod warmer;
 
 use std::cell::{Cell, RefCell};
@@ -120,6 +121,7 @@ pub struct CommitLog {
     unsynced_segments: RefCell<std::collections::BTreeSet<u64>>,
     last_sync: Cell<std::time::Instant>,
     warm: WarmState,
+    stats: RefCell<stats::FlushStats>,
 }
 
 pub struct Appended {
@@ -127,6 +129,9 @@ pub struct Appended {
     pub end: u64,
     /// Durability attempt sequence at append time, for [`Durability::wait`].
     pub since: u64,
+    /// ASYNC_FLUSH: the buffer is past the flush threshold and the writer has not taken it yet.
+    /// The caller should yield, so the writer can start on it while appends go on into the next.
+    pub filled_buffer: bool,
 }
 
 impl CommitLog {
@@ -178,6 +183,7 @@ impl CommitLog {
             unsynced_segments: RefCell::new(std::collections::BTreeSet::new()),
             last_sync: Cell::new(std::time::Instant::now()),
             warm: WarmState::default(),
+            stats: RefCell::new(stats::FlushStats::new()),
         })
     }
 
@@ -250,13 +256,16 @@ impl CommitLog {
         let end = st.write_pos;
         let pending: usize = st.regions.iter().map(|r| r.data.len()).sum();
         drop(st);
-        if self.cfg.flush_mode == FlushMode::Sync || pending >= self.cfg.flush_threshold_bytes {
+        let threshold = self.cfg.flush_threshold_bytes;
+        let filled_buffer = self.cfg.flush_mode == FlushMode::Async && pending >= threshold;
+        if self.cfg.flush_mode == FlushMode::Sync || pending >= threshold {
             self.flush_requested.notify_all();
         }
         Ok(Appended {
             physical_offset: phys,
             end,
             since: self.durability.attempt_seq(),
+            filled_buffer,
         })
     }
 
@@ -378,6 +387,11 @@ impl CommitLog {
             }
         }
         self.segments.close_all().await;
+    }
+
+    /// Write and fdatasync round latencies and sizes since the log opened.
+    pub fn flush_stats(&self) -> stats::FlushStats {
+        self.stats.borrow().clone()
     }
 
     pub fn segments(&self) -> &Segments {

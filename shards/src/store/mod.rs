@@ -156,6 +156,12 @@ impl Log {
             }
         }
         self.arrivals.notify_all();
+        if last.as_ref().is_some_and(|a| a.filled_buffer) {
+            // A caller putting in a loop never waits under ASYNC_FLUSH; without a yield here
+            // the writer would start only once the appends block on max_pending_bytes, and
+            // filling and writing would take turns instead of overlapping.
+            futures_lite::future::yield_now().await;
+        }
         let mut status = PutStatus::Ok;
         if let (true, FlushMode::Sync, Some(a)) =
             (wait_durable, self.commitlog.config().flush_mode, last)

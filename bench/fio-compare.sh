@@ -120,7 +120,8 @@ row "ASYNC_FLUSH, 64 appenders" "$ASYNC_RESULT"
 row "SYNC_FLUSH, half rate, open loop" "$HALF_RESULT"
 row "same schedule, no put (floor)" "$NONE_RESULT"
 echo
-echo "group commit rounds in the half-rate run (us; an append waits for about two of each):"
+echo "group commit rounds in the half-rate run (us; SYNC_FLUSH writes are O_DSYNC, so a write includes"
+echo "its flush and there are no separate fdatasyncs; an append waits for the write in flight and its own):"
 grep -E '^  (write_us|fdatasync_us|round_bytes) ' <<<"$HALF_OUT"
 echo
 echo "MB/s counts stored record bytes (body + ~100 bytes of header, topic and properties)."

@@ -3,9 +3,10 @@
 //!
 //! Appends are synchronous and only touch memory: each record lands in the pending region of its
 //! segment. Group commit is two tasks (see [`flusher`]): the writer takes every pending byte at
-//! once and writes it with one DMA write per segment; the syncer makes everything written so far
-//! durable with one fdatasync per segment and advances the durable offset. The partial last page
-//! stays in memory and is written again with the next write.
+//! once and writes it with one DMA write per segment (SYNC_FLUSH: O_DSYNC, durable when it
+//! completes); under ASYNC_FLUSH the syncer makes everything written so far durable with one
+//! fdatasync per segment on an interval. The partial last page stays in memory and is written
+//! again with the next write.
 
 mod flusher;
 pub mod segment;
@@ -158,7 +159,7 @@ impl CommitLog {
             });
         }
         Rc::new(Self {
-            segments: Segments::new(cfg.dir.clone(), faults),
+            segments: Segments::new(cfg.dir.clone(), faults, cfg.flush_mode == FlushMode::Sync),
             state: RefCell::new(WriteState {
                 write_pos: end,
                 regions,

@@ -44,16 +44,24 @@ pub fn list(dir: &Path) -> Result<Vec<u64>, StoreError> {
 pub struct Segments {
     dir: PathBuf,
     faults: Option<Rc<FaultInjector>>,
+    /// Open segments with O_DSYNC (SYNC_FLUSH): each write is durable when it completes.
+    dsync: bool,
     open: RefCell<BTreeMap<u64, Rc<DmaFile>>>,
 }
 
 impl Segments {
-    pub fn new(dir: PathBuf, faults: Option<Rc<FaultInjector>>) -> Self {
+    pub fn new(dir: PathBuf, faults: Option<Rc<FaultInjector>>, dsync: bool) -> Self {
         Self {
             dir,
             faults,
+            dsync,
             open: RefCell::new(BTreeMap::new()),
         }
+    }
+
+    /// Whether segment files are opened with O_DSYNC (writes durable on completion).
+    pub fn dsync(&self) -> bool {
+        self.dsync
     }
 
     /// The file for the segment at `start`, created and preallocated to `size` if new.
@@ -62,7 +70,7 @@ impl Segments {
             return Ok(f.clone());
         }
         let path = self.dir.join(segment_file_name(start));
-        let file = DmaFile::open_rw(&path, self.faults.clone())
+        let file = DmaFile::open_rw_with(&path, self.faults.clone(), self.dsync)
             .await
             .map_err(|e| StoreError::io(format!("open {}", path.display()), e))?;
         let current = file

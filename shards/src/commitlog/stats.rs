@@ -1,6 +1,8 @@
 //! Latency and size of the group commit's rounds: how long each DMA write and each fdatasync
 //! took, and how many bytes a write carried. An append's SYNC_FLUSH latency is made of these
 //! (plus waiting for the ones in flight), so they tell how much of a percentile is the device.
+//! Under SYNC_FLUSH segments are O_DSYNC: a write's time includes its flush, and there are no
+//! separate fdatasync rounds.
 
 use hdrhistogram::Histogram;
 

@@ -64,8 +64,11 @@ impl CommitLog {
             let result = async {
                 file.write_from(start - segment_start, len, |buf| buf.fill(0))
                     .await?;
-                // Commit the extent conversion now, so the next data fdatasync does not pay for it.
-                file.fdatasync().await?;
+                // Commit the extent conversion now, so the next data flush does not pay for it
+                // (an O_DSYNC file did so with the write itself).
+                if !file.is_dsync() {
+                    file.fdatasync().await?;
+                }
                 Ok::<(), std::io::Error>(())
             }
             .await;

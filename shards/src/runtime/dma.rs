@@ -78,6 +78,8 @@ fn injected_eio(what: &str) -> io::Error {
 pub struct DmaFile {
     file: GDmaFile,
     faults: Option<Rc<FaultInjector>>,
+    /// Opened with O_DSYNC: a write completes only once its data is durable.
+    dsync: bool,
 }
 
 thread_local! {
@@ -114,17 +116,34 @@ async fn probe_device_once(dir: &Path) {
 
 impl DmaFile {
     pub async fn open_rw(path: &Path, faults: Option<Rc<FaultInjector>>) -> io::Result<Self> {
+        Self::open_rw_with(path, faults, false).await
+    }
+
+    /// Opens for reading and writing; with `dsync`, O_DSYNC: every write returns only once its
+    /// data (and the metadata needed to read it back) is durable, as if an fdatasync followed.
+    pub async fn open_rw_with(
+        path: &Path,
+        faults: Option<Rc<FaultInjector>>,
+        dsync: bool,
+    ) -> io::Result<Self> {
         if let Some(dir) = path.parent() {
             probe_device_once(dir).await;
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .dma_open(path)
-            .await
-            .map_err(into_io)?;
-        Ok(Self { file, faults })
+        let mut options = OpenOptions::new();
+        options.read(true).write(true).create(true);
+        if dsync {
+            options.custom_flags(libc::O_DSYNC);
+        }
+        let file = options.dma_open(path).await.map_err(into_io)?;
+        Ok(Self {
+            file,
+            faults,
+            dsync,
+        })
+    }
+
+    pub fn is_dsync(&self) -> bool {
+        self.dsync
     }
 
     /// Writes `len` bytes (a multiple of [`ALIGN`]) at the aligned `pos`, filled by `fill`
@@ -148,12 +167,25 @@ impl DmaFile {
                 buf.trim_to_size(short);
             }
         }
+        if let (true, Some(f)) = (self.dsync, &self.faults) {
+            // An O_DSYNC write carries the fdatasync: its stalls and failures apply here.
+            let stall = f.sync_stall.get();
+            if !stall.is_zero() {
+                super::sleep(stall).await;
+            }
+        }
         let written = self.file.write_at(buf, pos).await.map_err(into_io)?;
         if written != len {
             return Err(io::Error::new(
                 io::ErrorKind::WriteZero,
                 format!("short write: {written} of {len} bytes at {pos}"),
             ));
+        }
+        if let (true, Some(f)) = (self.dsync, &self.faults) {
+            // The data reached the file but the flush "failed": it must not count as durable.
+            if f.roll(f.sync_eio_per_mille) {
+                return Err(injected_eio("write (O_DSYNC flush)"));
+            }
         }
         Ok(())
     }

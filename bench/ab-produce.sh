@@ -6,8 +6,9 @@
 #
 # Arguments: flushDiskType, rounds, then rocketcore-bench produce arguments. Each run starts a
 # fresh broker (fresh temp store on this repo's disk), produces 1 KiB messages for 2 s warm-up
-# + 8 s, and prints throughput, send percentiles and the broker's CPU use (CPU-seconds per
-# second, from /proc/<pid>/stat) so results can be read per CPU as well as absolute.
+# + 8 s, and prints throughput, send percentiles, the broker's and the load generator's CPU use
+# (CPU-seconds per second, from /proc/<pid>/stat) and how busy the whole machine was (/proc/stat),
+# so a result can be read per CPU and a saturated machine is visible.
 set -euo pipefail
 
 MODE="${1:?flushDiskType (SYNC_FLUSH or ASYNC_FLUSH)}"
@@ -24,6 +25,8 @@ TICKS="$(getconf CLK_TCK)"
 . "$REPO/bench/broker-lib.sh"
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# Busy and total ticks of the whole machine (all CPUs), from /proc/stat.
+machine_ticks() { awk '/^cpu / {busy = $2 + $3 + $4 + $7 + $8 + $9; print busy, busy + $5 + $6}' /proc/stat; }
 
 for round in $(seq "$ROUNDS"); do
     for which in before after; do
@@ -39,16 +42,23 @@ for round in $(seq "$ROUNDS"); do
         bench=$!
         sleep 2
         t0="$(cpu_ticks "$pid")"
+        g0="$(cpu_ticks "$bench")"
+        read -r m0 n0 < <(machine_ticks)
         s0="$(date +%s.%N)"
-        sleep 8
+        sleep 7  # inside the load generator's 8 s measured run, so it is still there to sample
         t1="$(cpu_ticks "$pid")"
+        g1="$(cpu_ticks "$bench")"
+        read -r m1 n1 < <(machine_ticks)
         s1="$(date +%s.%N)"
         wait "$bench" || true
         cpu="$(awk -v a="$t0" -v b="$t1" -v x="$s0" -v y="$s1" -v hz="$TICKS" \
             'BEGIN {printf "%.2f", (b - a) / hz / (y - x)}')"
         thr="$(grep -m1 '^throughput' "$WORK/bench.out" | tr -s ' ')"
         lat="$(grep -m1 '^send' "$WORK/bench.out" | tr -s ' ')"
-        echo "round=$round $which broker_cpu_per_s=$cpu | $thr | $lat"
+        gen="$(awk -v a="$g0" -v b="$g1" -v x="$s0" -v y="$s1" -v hz="$TICKS" \
+            'BEGIN {printf "%.2f", (b - a) / hz / (y - x)}')"
+        busy="$(awk -v a="$m0" -v b="$m1" -v x="$n0" -v y="$n1" 'BEGIN {printf "%.1f", 100 * (b - a) / (y - x)}')"
+        echo "round=$round $which broker_cpu_per_s=$cpu loadgen_cpu_per_s=$gen machine_busy_pct=$busy | $thr | $lat"
         kill -TERM "$pid"
         wait "$pid" || true
         rm -rf "$store"

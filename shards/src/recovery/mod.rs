@@ -3,15 +3,17 @@
 //! # Fault model
 //!
 //! Survived (the store reopens with every acknowledged record, byte for byte):
-//! - **Crash at any instant** (kill -9, power loss after fdatasync): the bytes after the last
-//!   completed fdatasync may be missing, zero, or partly written in any page order. Recovery keeps
-//!   the longest prefix of whole valid records and zeroes the rest.
+//! - **Crash at any instant** (kill -9, power loss after a flush): the bytes after the last
+//!   completed flush (an fdatasync, or under SYNC_FLUSH the O_DSYNC write itself) may be
+//!   missing, zero, or partly written in any page order. Recovery keeps the longest prefix of
+//!   whole valid records and zeroes the rest.
 //!   Tests: `shards/tests/kill9.rs` (SIGKILL of a SYNC_FLUSH appender, 20+ times),
 //!   `shards/tests/recovery.rs::given_a_torn_tail_*` (every cut point in the last records).
 //! - **A bit flip in the last record(s)**, with nothing valid after it: that record is dropped.
 //!   Test: `recovery.rs::given_a_flipped_bit_in_the_last_record_*`.
-//! - **EIO or short write on write/fdatasync**: the append is never reported durable; the data
-//!   stays in memory and the next flush writes it again from the same aligned position.
+//! - **EIO or short write on write/fdatasync** (or on an O_DSYNC write's flush): the append is
+//!   never reported durable; the data stays in memory and the next flush writes it again from the
+//!   same aligned position.
 //!   Test: `shards/tests/faults.rs`.
 //!
 //! Refused (the shard stops with an error naming the file and offset, instead of dropping data):

@@ -39,7 +39,7 @@ pub fn now_ms() -> i64 {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PutStatus {
     Ok,
-    /// Stored, but the fdatasync did not complete within syncFlushTimeout.
+    /// Stored, but the flush covering it did not complete within syncFlushTimeout.
     FlushDiskTimeout,
 }
 
@@ -90,7 +90,8 @@ impl Log {
     }
 
     /// Appends messages of one queue as consecutive queue offsets (a batch is one call).
-    /// With `wait_durable` under SYNC_FLUSH, returns only after the fdatasync covering them.
+    /// With `wait_durable` under SYNC_FLUSH, returns only once they are durable (the O_DSYNC
+    /// write covering them completed).
     pub async fn put(
         &self,
         msgs: &[MessageInput],

@@ -208,7 +208,11 @@ impl CommitLog {
     /// Waits while too many bytes are pending, so a slow disk slows appenders instead of
     /// growing memory.
     pub async fn reserve(&self, len: usize) {
-        while self.pending_bytes() + len > self.cfg.max_pending_bytes && self.pending_bytes() > 0 {
+        loop {
+            let pending = self.pending_bytes();
+            if pending + len <= self.cfg.max_pending_bytes || pending == 0 {
+                return;
+            }
             self.flush_requested.notify_all();
             self.pending_freed.notified().await;
         }

@@ -307,6 +307,22 @@ where
         .map_err(|_| std::io::Error::other("blocking I/O thread ended without a result"))
 }
 
+/// Monotonic time with the kernel tick's resolution (CLOCK_MONOTONIC_COARSE, 1-4 ms): for
+/// per-request checks of slow-moving state, where reading the precise clock costs more.
+pub fn coarse_now() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC_COARSE exists on Linux ≥ 2.6.32.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    if rc != 0 {
+        static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        return EPOCH.get_or_init(std::time::Instant::now).elapsed();
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
 pub async fn sleep(d: Duration) {
     glommio::timer::sleep(d).await;
 }

@@ -46,7 +46,7 @@ impl Log {
     ) -> GetResult {
         let (min, max, entries) = {
             let queues = self.queues.borrow();
-            match queues.get(&(topic.to_string(), queue_id)) {
+            match queues.get(&super::QueueRef(topic, queue_id)) {
                 None => (0, 0, Vec::new()),
                 Some(q) => {
                     let scan = (max_msgs * 20).max(800);

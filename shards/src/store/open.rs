@@ -2,7 +2,6 @@
 //! and re-dispatch of the commitlog tail the queues do not hold yet.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::path::Path;
 use std::rc::Rc;
 
@@ -53,12 +52,9 @@ pub fn remove_abort_marker(dir: &Path) -> Result<(), StoreError> {
     }
 }
 
-fn load_queues(
-    dir: &Path,
-    keep_below: u64,
-) -> Result<HashMap<(String, i32), ConsumeQueue>, StoreError> {
+fn load_queues(dir: &Path, keep_below: u64) -> Result<super::QueueMap, StoreError> {
     let root = dir.join("consumequeue");
-    let mut out = HashMap::new();
+    let mut out = super::QueueMap::new();
     let Ok(topics) = std::fs::read_dir(&root) else {
         return Ok(out);
     };

@@ -18,10 +18,7 @@
 //! - the durable offset advances only to `written_end` as read *before* the fdatasync was
 //!   issued (or, with O_DSYNC, to the end of writes that completed);
 //! - a segment is taken out of `unsynced_segments` before its fdatasync starts, so a write that
-//!   completes during the fdatasync puts it back for the next one;
-//! - after a failed fdatasync of SYNC_FLUSH data written without O_DSYNC (only `flush_once`
-//!   and the fault tests' paths), nothing more is synced until the writer has rewound to the
-//!   durable offset and writes those bytes again (see `WriteState::unsynced`).
+//!   completes during the fdatasync puts it back for the next one.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -46,7 +43,7 @@ impl CommitLog {
         loop {
             let stopping = self.stopping.get();
             let unwritten = self.write_pos() != self.written_end.get();
-            if !unwritten && !self.resync_needed.get() {
+            if !unwritten {
                 if stopping {
                     break;
                 }
@@ -58,7 +55,7 @@ impl CommitLog {
                 }
                 continue;
             }
-            match self.write_pending(false).await {
+            match self.write_pending().await {
                 Ok(()) => self.sync_requested.notify_all(),
                 Err(e) => {
                     tracing::error!(dir = %self.cfg.dir.display(), error = %e, "commitlog write failed; will retry");
@@ -74,21 +71,21 @@ impl CommitLog {
         self.flusher_done.notify_all();
     }
 
-    /// The syncer: runs until [`CommitLog::stop`] once the writer has stopped and everything
+    /// The syncer (ASYNC_FLUSH only; under SYNC_FLUSH every write is durable when it
+    /// completes): runs until [`CommitLog::stop`] once the writer has stopped and everything
     /// written is durable (or an fdatasync failed while stopping).
     pub async fn run_syncer(self: Rc<Self>) {
+        debug_assert!(!self.sync_mode(), "SYNC_FLUSH needs no syncer");
         self.syncer_running.set(true);
         loop {
             let stopping = self.stopping.get();
-            let unsynced =
-                self.written_end.get() != self.durability.durable() && !self.resync_needed.get();
-            let due = self.sync_mode() || stopping || self.sync_due();
-            if !(unsynced && due) {
+            let unsynced = self.written_end.get() != self.durability.durable();
+            if !(unsynced && (stopping || self.sync_due())) {
                 if stopping && !self.writer_running.get() {
                     break;
                 }
                 let wait = self.sync_requested.notified();
-                if self.sync_mode() || stopping {
+                if stopping {
                     wait.await;
                 } else {
                     crate::runtime::timeout(self.cfg.flush_interval, wait).await;
@@ -97,10 +94,6 @@ impl CommitLog {
             }
             if let Err(e) = self.sync_written().await {
                 tracing::error!(dir = %self.cfg.dir.display(), error = %e, "commitlog fdatasync failed; will retry");
-                if self.sync_mode() {
-                    self.resync_needed.set(true);
-                    self.flush_requested.notify_all();
-                }
                 if stopping {
                     break;
                 }
@@ -148,10 +141,6 @@ impl CommitLog {
             .borrow_mut()
             .synced(started.elapsed().as_micros() as u64);
         self.last_sync.set(std::time::Instant::now());
-        self.state
-            .borrow_mut()
-            .unsynced
-            .retain(|c| c.base + c.bytes.len() as u64 > end);
         self.durability.flushed_ok(end);
         self.pending_freed.notify_all();
         Ok(())
@@ -161,22 +150,20 @@ impl CommitLog {
     /// the writer and syncer tasks are not running.
     pub async fn flush_once(&self) -> Result<(), StoreError> {
         debug_assert!(!self.writer_running.get() && !self.syncer_running.get());
-        self.write_pending(true).await?;
+        self.write_pending().await?;
+        // ASYNC_FLUSH: everything written and not yet synced, including what the syncer
+        // failed to sync before it stopped.
         if self.written_end.get() != self.durability.durable() {
             self.sync_written().await?;
         }
         Ok(())
     }
 
-    /// Writes every pending byte, one DMA write per segment. With `sync` (flush_once), each
-    /// write is followed by its fdatasync (unless the segment is O_DSYNC) and the durable offset
-    /// advances; with O_DSYNC segments it advances after the writes in any case.
-    async fn write_pending(&self, sync: bool) -> Result<(), StoreError> {
-        if self.resync_needed.get() {
-            self.rewind_to_durable();
-        }
-        // SYNC_FLUSH segments are O_DSYNC: a completed write is a durable one.
-        let durable_on_write = sync || self.segments.dsync();
+    /// Writes every pending byte, one DMA write per segment. SYNC_FLUSH segments are O_DSYNC,
+    /// so there the durable offset advances with the writes; ASYNC_FLUSH leaves that to the
+    /// syncer.
+    async fn write_pending(&self) -> Result<(), StoreError> {
+        let durable_on_write = self.segments.dsync();
         let (end, chunks) = self.take_chunks();
         if !chunks.is_empty() {
             let bytes: usize = chunks.iter().map(|c| c.bytes.len()).sum();
@@ -201,9 +188,6 @@ impl CommitLog {
                     self.stats
                         .borrow_mut()
                         .wrote(started.elapsed().as_micros() as u64);
-                    if sync && !file.is_dsync() {
-                        file.fdatasync().await?;
-                    }
                     Ok::<(), std::io::Error>(())
                 };
                 io.await.map_err(|e| StoreError::Io {
@@ -215,7 +199,7 @@ impl CommitLog {
             match result {
                 Ok(()) => self.chunk_written(c, durable_on_write),
                 Err(e) => {
-                    self.restore_chunks(chunks[i..].iter().rev());
+                    self.restore_chunks(&chunks[i..]);
                     self.pending_freed.notify_all();
                     return Err(self.fail(end, e));
                 }
@@ -229,15 +213,6 @@ impl CommitLog {
         }
         self.pending_freed.notify_all();
         Ok(())
-    }
-
-    /// After a failed SYNC_FLUSH fdatasync: every chunk written since the durable offset goes
-    /// back in front of its region, to be written and synced again.
-    fn rewind_to_durable(&self) {
-        let chunks: Vec<Chunk> = self.state.borrow_mut().unsynced.drain(..).collect();
-        self.restore_chunks(chunks.iter().rev());
-        self.written_end.set(self.durability.durable());
-        self.resync_needed.set(false);
     }
 
     /// Freezes every region with unwritten bytes into a chunk (no copy). A region keeps only a
@@ -274,23 +249,14 @@ impl CommitLog {
         (end, chunks)
     }
 
-    /// A chunk is on disk: it moves from in-flight to the tail cache, and (SYNC_FLUSH, not yet
-    /// synced) to the chunks kept until their fdatasync succeeds.
-    fn chunk_written(&self, c: &Chunk, synced: bool) {
-        if !synced {
+    /// A chunk is on disk: it moves from in-flight to the tail cache; unless it is already
+    /// durable, its segment joins those the next fdatasync covers.
+    fn chunk_written(&self, c: &Chunk, durable: bool) {
+        if !durable {
             self.unsynced_segments.borrow_mut().insert(c.segment_start);
         }
         let mut st = self.state.borrow_mut();
         remove_inflight(&mut st.inflight, c);
-        if !synced && self.sync_mode() {
-            debug_assert!(
-                st.unsynced
-                    .back()
-                    .is_none_or(|b| b.base + b.bytes.len() as u64 <= c.base + c.bytes.len() as u64),
-                "unsynced chunks out of order"
-            );
-            st.unsynced.push_back(c.clone());
-        }
         st.tail_bytes += c.bytes.len();
         st.tail.push_back((c.base, c.bytes.clone()));
         while st.tail_bytes > self.cfg.tail_cache_bytes && st.tail.len() > 1 {
@@ -300,12 +266,11 @@ impl CommitLog {
         }
     }
 
-    /// Puts chunks' bytes back in front of their regions so the next write covers them again
-    /// from the same aligned positions. Chunks must come newest first: each one's end overlaps
-    /// the start of the region its successor left behind.
-    fn restore_chunks<'a>(&self, newest_first: impl Iterator<Item = &'a Chunk>) {
+    /// A write failed: puts the chunks' bytes back in front of their regions so the next write
+    /// covers them again from the same aligned positions (one chunk per segment).
+    fn restore_chunks(&self, chunks: &[Chunk]) {
         let mut st = self.state.borrow_mut();
-        for c in newest_first {
+        for c in chunks {
             remove_inflight(&mut st.inflight, c);
             let c_end = c.base + c.bytes.len() as u64;
             match region_for_chunk(&mut st.regions, c.segment_start) {

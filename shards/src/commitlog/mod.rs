@@ -83,10 +83,6 @@ struct WriteState {
     /// Recently flushed chunks: (physical start, bytes); each record lies wholly in one chunk.
     tail: VecDeque<(u64, Bytes)>,
     tail_bytes: usize,
-    /// SYNC_FLUSH: chunks written but not yet covered by a successful fdatasync, oldest first.
-    /// If that fdatasync fails they are written again: after a failed fdatasync the kernel may
-    /// have dropped the data, and a later fdatasync returning OK would not bring it back.
-    unsynced: VecDeque<Chunk>,
 }
 
 /// A region's bytes frozen for one write (no copy): `bytes` start at the aligned `base`.
@@ -111,13 +107,11 @@ pub struct CommitLog {
     stopping: Cell<bool>,
     /// Wakes the syncer: a write completed (or the writer stopped).
     sync_requested: Notify,
-    /// Set by the syncer after a failed SYNC_FLUSH fdatasync; the writer rewinds to `durable`.
-    resync_needed: Cell<bool>,
     flusher_done: Notify,
     writer_running: Cell<bool>,
     syncer_running: Cell<bool>,
-    /// End of the bytes written to segment files; `written_end - durable` awaits an fdatasync
-    /// of the segments in `unsynced_segments`.
+    /// End of the bytes written to segment files. ASYNC_FLUSH: `written_end - durable` awaits an
+    /// fdatasync of the segments in `unsynced_segments`; SYNC_FLUSH (O_DSYNC): the two are equal.
     written_end: Cell<u64>,
     unsynced_segments: RefCell<std::collections::BTreeSet<u64>>,
     last_sync: Cell<std::time::Instant>,
@@ -166,7 +160,6 @@ impl CommitLog {
                 inflight: Vec::new(),
                 tail: VecDeque::new(),
                 tail_bytes: 0,
-                unsynced: VecDeque::new(),
             }),
             durability: Durability::new(end),
             cfg,
@@ -176,7 +169,6 @@ impl CommitLog {
             disk_read_done: Notify::default(),
             stopping: Cell::new(false),
             sync_requested: Notify::default(),
-            resync_needed: Cell::new(false),
             flusher_done: Notify::default(),
             writer_running: Cell::new(false),
             syncer_running: Cell::new(false),
@@ -196,13 +188,11 @@ impl CommitLog {
         self.state.borrow().write_pos
     }
 
-    /// Bytes not yet durable that memory must hold: in regions, in writes under way, and
-    /// (SYNC_FLUSH) written but waiting for their fdatasync.
+    /// Bytes not yet written: in regions and in writes under way.
     fn pending_bytes(&self) -> usize {
         let st = self.state.borrow();
         st.regions.iter().map(|r| r.data.len()).sum::<usize>()
             + st.inflight.iter().map(|c| c.bytes.len()).sum::<usize>()
-            + st.unsynced.iter().map(|c| c.bytes.len()).sum::<usize>()
     }
 
     /// Waits while too many bytes are pending, so a slow disk slows appenders instead of

@@ -50,7 +50,8 @@ impl Future for Notified<'_> {
 
 /// How far the commitlog is durable, and which flush attempts failed.
 ///
-/// Invariant: `durable` only grows, and only after the fdatasync that covers it returned OK.
+/// Invariant: `durable` only grows, and only after the flush that covers it (an fdatasync, or
+/// an O_DSYNC write) returned OK.
 ///
 /// Waiters sit in a queue ordered by the end they wait for, so a flush wakes exactly the
 /// appends it covered, and none of them arms a timer: [`Durability::expire`], called on a

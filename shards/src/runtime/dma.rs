@@ -65,6 +65,14 @@ impl FaultInjector {
         hit
     }
 
+    /// Waits out `sync_stall` before a flush (an fdatasync, or an O_DSYNC write).
+    async fn stall_flush(&self) {
+        let stall = self.sync_stall.get();
+        if !stall.is_zero() {
+            super::sleep(stall).await;
+        }
+    }
+
     pub fn injected(&self) -> u64 {
         self.injected.get()
     }
@@ -169,10 +177,7 @@ impl DmaFile {
         }
         if let (true, Some(f)) = (self.dsync, &self.faults) {
             // An O_DSYNC write carries the fdatasync: its stalls and failures apply here.
-            let stall = f.sync_stall.get();
-            if !stall.is_zero() {
-                super::sleep(stall).await;
-            }
+            f.stall_flush().await;
         }
         let written = self.file.write_at(buf, pos).await.map_err(into_io)?;
         if written != len {
@@ -192,10 +197,7 @@ impl DmaFile {
 
     pub async fn fdatasync(&self) -> io::Result<()> {
         if let Some(f) = &self.faults {
-            let stall = f.sync_stall.get();
-            if !stall.is_zero() {
-                super::sleep(stall).await;
-            }
+            f.stall_flush().await;
             if f.roll(f.sync_eio_per_mille) {
                 return Err(injected_eio("fdatasync"));
             }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Log, LogConfig};
 use crate::commitlog::segment::list;
-use crate::commitlog::{CommitLog, CommitLogConfig};
+use crate::commitlog::{CommitLog, CommitLogConfig, FlushMode};
 use crate::consume_queue::{ConsumeQueue, CqEntry};
 use crate::error::StoreError;
 use crate::flush::Notify;
@@ -191,7 +191,9 @@ impl Log {
         });
         log.checkpoint().await?;
         crate::runtime::spawn_in(Lane::Writes, log.commitlog.clone().run_flusher());
-        crate::runtime::spawn_in(Lane::Writes, log.commitlog.clone().run_syncer());
+        if log.cfg.flush_mode == FlushMode::Async {
+            crate::runtime::spawn_in(Lane::Writes, log.commitlog.clone().run_syncer());
+        }
         crate::runtime::spawn_in(Lane::Writes, log.commitlog.clone().run_deadline_tick());
         crate::runtime::spawn_in(Lane::Writes, log.commitlog.clone().run_warmer());
         crate::runtime::spawn(log.clone().run_checkpointer());

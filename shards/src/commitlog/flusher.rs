@@ -1,7 +1,7 @@
 //! Group commit: a writer task and a syncer task per log.
 //!
-//! The writer takes every pending byte at once and writes it, one DMA write per segment, then
-//! moves on to whatever arrived meanwhile.
+//! The writer takes every pending block at once and writes each with one DMA write, straight
+//! from the buffer the records were encoded into, then moves on to whatever arrived meanwhile.
 //!
 //! SYNC_FLUSH opens segments with O_DSYNC, so a write completes only once it is durable and the
 //! writer advances the durable offset itself: one device operation per round instead of a write
@@ -23,11 +23,9 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::Bytes;
-
-use super::{region_for_chunk, Chunk, CommitLog, FlushMode, Region};
+use super::{block_capacity, Block, Chunk, CommitLog, FlushMode};
 use crate::error::StoreError;
-use crate::runtime::dma::{align_down, align_up, ALIGN};
+use crate::runtime::dma::{align_down, AlignedBuf};
 
 /// Pause after a failed write or fdatasync, so a failing disk is not hammered.
 const FAILURE_BACKOFF: Duration = Duration::from_millis(10);
@@ -159,14 +157,14 @@ impl CommitLog {
         Ok(())
     }
 
-    /// Writes every pending byte, one DMA write per segment. SYNC_FLUSH segments are O_DSYNC,
+    /// Writes every pending byte, one DMA write per block. SYNC_FLUSH segments are O_DSYNC,
     /// so there the durable offset advances with the writes; ASYNC_FLUSH leaves that to the
     /// syncer.
     async fn write_pending(&self) -> Result<(), StoreError> {
         let durable_on_write = self.segments.dsync();
         let (end, chunks) = self.take_chunks();
         if !chunks.is_empty() {
-            let bytes: usize = chunks.iter().map(|c| c.bytes.len()).sum();
+            let bytes: usize = chunks.iter().map(|c| c.buf.len()).sum();
             self.stats.borrow_mut().took(bytes as u64);
         }
         for (i, c) in chunks.iter().enumerate() {
@@ -175,16 +173,10 @@ impl CommitLog {
                     .segments
                     .file(c.segment_start, self.cfg.segment_bytes)
                     .await?;
-                let len = c.bytes.len();
-                let padded = align_up(len as u64) as usize;
-                self.wait_warm_clear(c.base, c.base + padded as u64).await;
+                self.wait_warm_clear(c.base, c.padded_end()).await;
                 let io = async {
                     let started = std::time::Instant::now();
-                    file.write_from(c.base - c.segment_start, padded, |buf| {
-                        buf[..len].copy_from_slice(&c.bytes);
-                        buf[len..].fill(0);
-                    })
-                    .await?;
+                    file.write_shared(c.base - c.segment_start, &c.buf).await?;
                     self.stats
                         .borrow_mut()
                         .wrote(started.elapsed().as_micros() as u64);
@@ -215,36 +207,50 @@ impl CommitLog {
         Ok(())
     }
 
-    /// Freezes every region with unwritten bytes into a chunk (no copy). A region keeps only a
-    /// copy of its partial last page, to be written again with the bytes that follow it.
+    /// Freezes every block with unwritten bytes into a chunk (no copy), after the chunks of a
+    /// failed write. The last block's partial page is copied into a new block, to be written
+    /// again with the bytes that follow it.
     fn take_chunks(&self) -> (u64, Vec<Chunk>) {
         let written = self.written_end.get();
         let mut st = self.state.borrow_mut();
         let end = st.write_pos;
-        let mut chunks = Vec::new();
-        for r in st.regions.iter_mut() {
-            if r.data.is_empty() || r.base + r.data.len() as u64 <= written {
+        let mut chunks = std::mem::take(&mut st.retry);
+        let blocks = std::mem::take(&mut st.regions);
+        let last = blocks.len().saturating_sub(1);
+        for (i, b) in blocks.into_iter().enumerate() {
+            if b.buf.is_empty() || b.end() <= written {
+                // Only the partial page of the last write, already on disk: keep appending.
+                if i == last && !b.sealed {
+                    st.regions.push_back(b);
+                }
                 continue;
             }
-            let len = r.data.len();
-            let keep_from = align_down(len as u64) as usize;
-            let mut next = Vec::with_capacity(len.max(2 * ALIGN as usize));
-            if !r.sealed {
-                next.extend_from_slice(&r.data[keep_from..]);
+            if i == last && !b.sealed {
+                let keep_from = align_down(b.end());
+                let carry = &b.buf.as_slice()[(keep_from - b.base) as usize..];
+                if !carry.is_empty() {
+                    let capacity = block_capacity(
+                        carry.len(),
+                        (end - written) as usize,
+                        self.cfg.max_pending_bytes,
+                    );
+                    let mut buf = AlignedBuf::with_capacity(capacity);
+                    buf.extend_from_slice(carry);
+                    st.regions.push_back(Block {
+                        segment_start: b.segment_start,
+                        base: keep_from,
+                        buf,
+                        sealed: false,
+                    });
+                }
             }
-            let bytes = Bytes::from(std::mem::replace(&mut r.data, next));
             chunks.push(Chunk {
-                segment_start: r.segment_start,
-                base: r.base,
-                bytes,
-                sealed: r.sealed,
+                segment_start: b.segment_start,
+                base: b.base,
+                buf: b.buf.freeze(),
             });
-            if !r.sealed {
-                r.base += keep_from as u64;
-                debug_assert_eq!(r.base % ALIGN, 0);
-            }
         }
-        st.regions.retain(|r| !(r.sealed && r.data.is_empty()));
+        st.last_round = (end - written) as usize;
         st.inflight.extend(chunks.iter().cloned());
         (end, chunks)
     }
@@ -257,48 +263,24 @@ impl CommitLog {
         }
         let mut st = self.state.borrow_mut();
         remove_inflight(&mut st.inflight, c);
-        st.tail_bytes += c.bytes.len();
-        st.tail.push_back((c.base, c.bytes.clone()));
+        st.tail_bytes += c.buf.capacity();
+        st.tail.push_back(c.clone());
         while st.tail_bytes > self.cfg.tail_cache_bytes && st.tail.len() > 1 {
-            if let Some((_, b)) = st.tail.pop_front() {
-                st.tail_bytes -= b.len();
+            if let Some(old) = st.tail.pop_front() {
+                st.tail_bytes -= old.buf.capacity();
             }
         }
     }
 
-    /// A write failed: puts the chunks' bytes back in front of their regions so the next write
-    /// covers them again from the same aligned positions (one chunk per segment).
+    /// A write failed: the chunks not yet written go back, in order, to be written first by
+    /// the next round from the same aligned positions.
     fn restore_chunks(&self, chunks: &[Chunk]) {
         let mut st = self.state.borrow_mut();
+        debug_assert!(st.retry.is_empty(), "a round started without its retries");
         for c in chunks {
             remove_inflight(&mut st.inflight, c);
-            let c_end = c.base + c.bytes.len() as u64;
-            match region_for_chunk(&mut st.regions, c.segment_start) {
-                Some(r) => {
-                    debug_assert!(r.base >= c.base && r.base <= c_end);
-                    let mut data = c.bytes.to_vec();
-                    data.extend_from_slice(&r.data[(c_end - r.base) as usize..]);
-                    r.data = data;
-                    r.base = c.base;
-                }
-                None => {
-                    let at = st
-                        .regions
-                        .iter()
-                        .position(|r| r.segment_start > c.segment_start)
-                        .unwrap_or(st.regions.len());
-                    st.regions.insert(
-                        at,
-                        Region {
-                            segment_start: c.segment_start,
-                            base: c.base,
-                            data: c.bytes.to_vec(),
-                            sealed: c.sealed,
-                        },
-                    );
-                }
-            }
         }
+        st.retry = chunks.to_vec();
     }
 }
 

@@ -152,8 +152,7 @@ mod tests {
     fn warming_starts_past_the_write_position_and_stops_ahead() {
         let cl = log(8 << 20, 3 << 20);
         assert_eq!(cl.next_warm_range(), Some((0, 0, WARM_STEP)));
-        cl.append(100, |b, _| b.extend_from_slice(&[1u8; 100]))
-            .expect("append");
+        cl.append(100, |b, _| b.fill(1)).expect("append");
         // The page holding the write position is the flusher's: warming starts at the next one.
         assert_eq!(cl.next_warm_range(), Some((0, ALIGN, WARM_STEP)));
         cl.warm.warmed_to.set(3 << 20);

@@ -9,7 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::rc::Rc;
 
-use glommio::io::{DmaFile as GDmaFile, OpenOptions};
+use glommio::io::{DmaBuffer, DmaFile as GDmaFile, OpenOptions};
 
 pub const ALIGN: u64 = 4096;
 
@@ -19,6 +19,100 @@ pub fn align_down(v: u64) -> u64 {
 
 pub fn align_up(v: u64) -> u64 {
     (v + ALIGN - 1) & !(ALIGN - 1)
+}
+
+/// An aligned buffer of fixed capacity that records are encoded into directly and that is then
+/// written as it is: the commitlog's bytes are copied once, from the request into this buffer.
+pub struct AlignedBuf {
+    buf: DmaBuffer,
+    len: usize,
+}
+
+impl AlignedBuf {
+    /// A buffer of at least `capacity` bytes, rounded up to [`ALIGN`].
+    pub fn with_capacity(capacity: usize) -> Self {
+        let capacity = align_up(capacity.max(1) as u64) as usize;
+        Self {
+            buf: glommio::allocate_dma_buffer_global(capacity),
+            len: 0,
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn remaining(&self) -> usize {
+        self.capacity() - self.len
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        &self.buf.as_bytes()[..self.len]
+    }
+
+    /// Appends `n` bytes written by `fill`, which gets exactly those `n` bytes.
+    pub fn append_with<R>(&mut self, n: usize, fill: impl FnOnce(&mut [u8]) -> R) -> R {
+        debug_assert!(n <= self.remaining(), "append past the buffer's capacity");
+        let start = self.len;
+        let r = fill(&mut self.buf.as_bytes_mut()[start..start + n]);
+        self.len += n;
+        r
+    }
+
+    pub fn extend_from_slice(&mut self, bytes: &[u8]) {
+        self.append_with(bytes.len(), |dst| dst.copy_from_slice(bytes));
+    }
+
+    /// Ends appends: zero-pads to the next [`ALIGN`] boundary, ready for one DMA write.
+    pub fn freeze(mut self) -> SharedBuf {
+        let capacity = self.capacity();
+        let padded = align_up(self.len as u64) as usize;
+        let len = self.len;
+        let bytes = self.buf.as_bytes_mut();
+        bytes[len..padded].fill(0);
+        self.buf.trim_to_size(padded);
+        SharedBuf {
+            buf: Rc::new(self.buf),
+            len,
+            capacity,
+        }
+    }
+}
+
+/// A frozen [`AlignedBuf`]: written with [`DmaFile::write_shared`] and kept for reads of recent
+/// data without a copy on the write path. Shared within one shard only.
+#[derive(Clone)]
+pub struct SharedBuf {
+    buf: Rc<DmaBuffer>,
+    len: usize,
+    /// The allocation's size, which is what this buffer costs in memory.
+    capacity: usize,
+}
+
+impl SharedBuf {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        &self.buf.as_bytes()[..self.len]
+    }
 }
 
 /// A seeded schedule of injected faults, shared by every file of a store.
@@ -155,31 +249,51 @@ impl DmaFile {
     }
 
     /// Writes `len` bytes (a multiple of [`ALIGN`]) at the aligned `pos`, filled by `fill`
-    /// straight into the DMA buffer: one copy from the caller's memory.
+    /// straight into the DMA buffer.
     pub async fn write_from(
         &self,
         pos: u64,
         len: usize,
         fill: impl FnOnce(&mut [u8]),
     ) -> io::Result<()> {
-        debug_assert_eq!(pos % ALIGN, 0, "unaligned DMA write position");
-        debug_assert_eq!(len as u64 % ALIGN, 0, "unaligned DMA write length");
         let mut buf = self.file.alloc_dma_buffer(len);
         fill(buf.as_bytes_mut());
+        self.write_rc(pos, Rc::new(buf)).await
+    }
+
+    /// Writes a frozen buffer (its data plus the zero padding to [`ALIGN`]) at the aligned
+    /// `pos`, with no copy.
+    pub async fn write_shared(&self, pos: u64, buf: &SharedBuf) -> io::Result<()> {
+        self.write_rc(pos, buf.buf.clone()).await
+    }
+
+    async fn write_rc(&self, pos: u64, buf: Rc<DmaBuffer>) -> io::Result<()> {
+        let len = buf.len();
+        debug_assert_eq!(pos % ALIGN, 0, "unaligned DMA write position");
+        debug_assert_eq!(len as u64 % ALIGN, 0, "unaligned DMA write length");
+        let mut short = None;
         if let Some(f) = &self.faults {
             if f.roll(f.write_eio_per_mille) {
                 return Err(injected_eio("write"));
             }
             if len > ALIGN as usize && f.roll(f.short_write_per_mille) {
-                let short = align_down(len as u64 / 2).max(ALIGN) as usize;
-                buf.trim_to_size(short);
+                short = Some(align_down(len as u64 / 2).max(ALIGN) as usize);
             }
         }
         if let (true, Some(f)) = (self.dsync, &self.faults) {
             // An O_DSYNC write carries the fdatasync: its stalls and failures apply here.
             f.stall_flush().await;
         }
-        let written = self.file.write_at(buf, pos).await.map_err(into_io)?;
+        let written = match short {
+            // A short write lands only a prefix: write a copy of that prefix.
+            Some(n) => {
+                let mut prefix = glommio::allocate_dma_buffer_global(n);
+                prefix.as_bytes_mut().copy_from_slice(&buf.as_bytes()[..n]);
+                self.file.write_at(prefix, pos).await
+            }
+            None => self.file.write_rc_at(buf, pos).await,
+        }
+        .map_err(into_io)?;
         if written != len {
             return Err(io::Error::new(
                 io::ErrorKind::WriteZero,

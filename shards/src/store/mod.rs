@@ -154,8 +154,9 @@ impl Log {
                 };
                 let qoff = cq.max_offset();
                 let len = m.encoded_len();
-                let a = self.commitlog.append(len, |buf, phys| {
-                    m.encode_into(buf, qoff as i64, phys as i64, store_ts)
+                let a = self.commitlog.append(len, |mut dst, phys| {
+                    m.encode_into(&mut dst, qoff as i64, phys as i64, store_ts);
+                    debug_assert!(dst.is_empty(), "record encoded to a different length");
                 })?;
 
                 let [tags, uniq, keys] =

@@ -69,11 +69,10 @@ pub async fn serve_connection<H: Handler>(stream: TcpStream, handler: Rc<H>) {
         let _ = writer.close().await;
     });
 
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    let mut chunk = vec![0u8; READ_CHUNK];
+    let mut buf = ReadBuf::new();
     'read: loop {
         loop {
-            match frame::decode(&mut buf) {
+            match frame::decode(&mut buf.buf) {
                 Ok(Some(cmd)) => dispatch(&handler, cmd, &conn),
                 Ok(None) => break,
                 Err(e) => {
@@ -82,14 +81,76 @@ pub async fn serve_connection<H: Handler>(stream: TcpStream, handler: Rc<H>) {
                 }
             }
         }
-        match reader.read(&mut chunk).await {
+        match reader.read(buf.spare()).await {
             Ok(0) | Err(_) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Ok(n) => buf.filled(n),
         }
     }
     handler.closed(&conn);
     conn.outbound.close();
 }
+
+/// A connection's read buffer. Reads land straight in its spare capacity and frames are split
+/// off it, so each byte is copied once, by the kernel. Before, reads went through a separate
+/// chunk and were copied in, and the buffer grew by realloc: ~7 % of the broker's CPU on
+/// 128-message batch sends (perf, 2026-11-22).
+struct ReadBuf {
+    buf: BytesMut,
+    /// Where the spare capacity started when `init` was counted: a reserve that moves or
+    /// reallocates the buffer changes it, and the count starts again.
+    spare_at: *const u8,
+    /// Bytes at the start of the spare capacity that are initialised (zeroed here, or written
+    /// by a read that came up short), so they can be handed to a read as `&mut [u8]`.
+    init: usize,
+}
+
+impl ReadBuf {
+    fn new() -> Self {
+        Self {
+            buf: BytesMut::with_capacity(READ_CHUNK),
+            spare_at: std::ptr::null(),
+            init: 0,
+        }
+    }
+
+    /// Spare capacity for the next read: what the buffer has (the frame decoder reserves a
+    /// whole frame), at least [`READ_CHUNK`], zeroed the first time it is used.
+    fn spare(&mut self) -> &mut [u8] {
+        if self.buf.capacity() - self.buf.len() < READ_CHUNK {
+            self.buf.reserve(READ_CHUNK);
+        }
+        let spare = self.buf.spare_capacity_mut();
+        if spare.as_ptr() as *const u8 != self.spare_at {
+            self.spare_at = spare.as_ptr() as *const u8;
+            self.init = 0;
+        }
+        let want = spare.len().min(MAX_READ);
+        if self.init < want {
+            spare[self.init..want].fill(std::mem::MaybeUninit::new(0));
+            self.init = want;
+        }
+        let spare = &mut spare[..want];
+        // SAFETY: every byte of `spare` is initialised: zeroed just above or on an earlier
+        // call, or written by an earlier read (`init` only counts such bytes), and
+        // `MaybeUninit<u8>` has the layout of `u8`.
+        unsafe { &mut *(spare as *mut [std::mem::MaybeUninit<u8>] as *mut [u8]) }
+    }
+
+    /// The last read wrote `n` bytes at the start of [`ReadBuf::spare`].
+    fn filled(&mut self, n: usize) {
+        debug_assert!(n <= self.init, "read past the initialised spare capacity");
+        let n = n.min(self.init);
+        // SAFETY: the `n` bytes after `len` are initialised (see `spare`) and lie within
+        // the capacity, since `init` never exceeds the spare capacity.
+        unsafe { self.buf.set_len(self.buf.len() + n) };
+        self.init -= n;
+        self.spare_at = self.spare_at.wrapping_add(n);
+    }
+}
+
+/// Most bytes one read asks for: a 16 MiB frame is read in pieces, so the zeroing before a
+/// read stays proportional to what arrives.
+const MAX_READ: usize = 1024 * 1024;
 
 fn dispatch<H: Handler>(handler: &Rc<H>, cmd: RemotingCommand, conn: &Conn) {
     if cmd.is_response() {

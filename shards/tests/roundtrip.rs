@@ -36,7 +36,7 @@ prop_compose! {
     ) -> MessageInput {
         let v6 = |h: &SocketAddr, bit: i32| if h.is_ipv6() { bit } else { 0 };
         MessageInput {
-            topic, queue_id, flag, body: Bytes::from(body), properties,
+            topic: topic.into(), queue_id, flag, body: Bytes::from(body), properties,
             sys_flag: (tx_bits << 2) | v6(&born_host, 0x10) | v6(&store_host, 0x20),
             born_timestamp, born_host, store_host, reconsume_times, prepared_transaction_offset,
         }
@@ -59,7 +59,7 @@ proptest! {
         prop_assert_eq!((r.born_timestamp, r.born_host, r.store_host), (m.born_timestamp, m.born_host, m.store_host));
         prop_assert_eq!((r.reconsume_times, r.prepared_transaction_offset), (m.reconsume_times, m.prepared_transaction_offset));
         prop_assert_eq!(&r.body, &m.body);
-        prop_assert_eq!(&r.topic, &m.topic);
+        prop_assert_eq!(&*r.topic, &*m.topic);
         prop_assert_eq!(&r.properties, &m.properties);
         // A record cut short anywhere is never decoded as a record.
         let cut = (qo as usize) % buf.len();

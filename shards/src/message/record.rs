@@ -31,7 +31,7 @@ pub fn body_crc(body: &[u8]) -> i32 {
 /// A message as a producer hands it to the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageInput {
-    pub topic: String,
+    pub topic: std::sync::Arc<str>,
     pub queue_id: i32,
     pub flag: i32,
     pub body: Bytes,
@@ -342,7 +342,7 @@ mod tests {
             qo in 0i64..i64::MAX, po in 0i64..i64::MAX, ts in any::<i64>(),
         ) {
             let mut m = sample(&body, &props);
-            m.topic = topic;
+            m.topic = topic.into();
             if v6 { m.born_host = "[::1]:9".parse().expect("addr"); }
             let mut buf = Vec::new();
             m.encode_into(&mut buf, qo, po, ts);
@@ -351,7 +351,7 @@ mod tests {
             match check(&buf, po) {
                 Check::Record(r) => {
                     prop_assert_eq!(r.body, m.body);
-                    prop_assert_eq!(r.topic, m.topic);
+                    prop_assert_eq!(&*r.topic, &*m.topic);
                     prop_assert_eq!(r.properties, m.properties);
                     prop_assert_eq!(r.queue_offset, qo);
                     prop_assert_eq!(r.born_host, m.born_host);

@@ -141,7 +141,7 @@ impl Log {
             // (the key clone and hash per message showed up on batch sends).
             let mut run_queue: Option<(&str, i32, &mut ConsumeQueue)> = None;
             for m in msgs {
-                if !matches!(&run_queue, Some((t, q, _)) if *t == m.topic && *q == m.queue_id) {
+                if !matches!(&run_queue, Some((t, q, _)) if *t == &*m.topic && *q == m.queue_id) {
                     run_queue = None;
                 }
                 let cq = match run_queue.take() {

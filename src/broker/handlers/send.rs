@@ -25,10 +25,15 @@ static PICK: AtomicU64 = AtomicU64::new(0x9E37_79B9_7F4A_7C15);
 /// offset. A batch's ids are joined in one string, with no string per message.
 pub fn push_offset_msg_id(out: &mut String, store: SocketAddr, phys: u64) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    // Up to 16 (IPv6) + 4 + 8 bytes, two hex digits each; built as bytes and pushed once
+    // (a char push per digit showed up at ~1.7% of the broker on batch sends).
+    let mut hex = [0u8; 56];
+    let mut n = 0;
     let mut push = |bytes: &[u8]| {
         for b in bytes {
-            out.push(HEX[(b >> 4) as usize] as char);
-            out.push(HEX[(b & 15) as usize] as char);
+            hex[n] = HEX[(b >> 4) as usize];
+            hex[n + 1] = HEX[(b & 15) as usize];
+            n += 2;
         }
     };
     match store.ip() {
@@ -37,6 +42,7 @@ pub fn push_offset_msg_id(out: &mut String, store: SocketAddr, phys: u64) {
     }
     push(&(store.port() as i32).to_be_bytes());
     push(&phys.to_be_bytes());
+    out.push_str(std::str::from_utf8(&hex[..n]).unwrap_or_default());
 }
 
 /// Finds (or auto-creates, §6.2) the topic a send targets.
@@ -136,7 +142,7 @@ pub async fn handle(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand, peer: SocketAddr)
     properties::remove(&mut props, WAIT);
     properties::set(&mut props, CLUSTER, &cfg.broker_cluster_name);
     let base = MessageInput {
-        topic: topic.to_string(),
+        topic: topic.into(),
         queue_id,
         flag: int_field("flag", field(cmd, "flag", "h"))?.unwrap_or(0) as i32,
         body: Bytes::new(),
@@ -235,7 +241,7 @@ fn decode_batch(
         ));
     }
     let bad = |why: &str| Reject::new(rs::MESSAGE_ILLEGAL, format!("malformed batch body: {why}"));
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(count_records(body));
     let mut pos = 0usize;
     while pos < body.len() {
         let mut b = &body[pos..];
@@ -277,6 +283,21 @@ fn decode_batch(
     Ok(out)
 }
 
+/// How many records a batch body holds, by their length fields (a bad length stops the
+/// count; [`decode_batch`] reports it): sizes the member list once.
+fn count_records(body: &[u8]) -> usize {
+    let (mut pos, mut n) = (0usize, 0usize);
+    while let Some(len) = body.get(pos..pos + 4) {
+        let total = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+        if total < 22 {
+            break;
+        }
+        pos += total as usize;
+        n += 1;
+    }
+    n
+}
+
 /// CONSUMER_SEND_MSG_BACK: the failed message goes to `%RETRY%group`, or after too many tries to
 /// `%DLQ%group`. Delay levels are not scheduled yet: the retry is delivered at once.
 pub async fn send_back(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
@@ -313,7 +334,7 @@ pub async fn send_back(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
     };
     topic_for_send(ctx, &target, None, 1)?;
     let msg = MessageInput {
-        topic: target,
+        topic: target.into(),
         queue_id: 0,
         flag: r.flag,
         body: r.body.clone(),

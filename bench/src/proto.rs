@@ -27,22 +27,52 @@ pub struct OutMessage {
 
 impl OutMessage {
     fn properties(&self, with_wait: bool) -> String {
-        let mut p = Vec::with_capacity(5);
+        let mut out = BytesMut::with_capacity(128);
+        self.put_properties(&mut out, with_wait);
+        String::from_utf8(out.to_vec()).unwrap_or_default()
+    }
+
+    /// Writes the encoded properties straight into `out` (no string per message: on batch
+    /// sends the load generator's per-message strings cost it ~15 % of its CPU, which the
+    /// broker under test shares the machine with).
+    fn put_properties(&self, out: &mut BytesMut, with_wait: bool) {
+        let mut first = true;
+        let mut pair = |out: &mut BytesMut, k: &str, v: &[u8]| {
+            if !first {
+                out.put_u8(PROP_SEP as u8);
+            }
+            first = false;
+            out.put_slice(k.as_bytes());
+            out.put_u8(NAME_SEP as u8);
+            out.put_slice(v);
+        };
         if let Some(k) = &self.keys {
-            p.push(("KEYS", k.as_str()));
+            pair(out, "KEYS", k.as_bytes());
         }
-        p.push(("UNIQ_KEY", self.uniq_key.as_str()));
+        pair(out, "UNIQ_KEY", self.uniq_key.as_bytes());
         if with_wait {
-            p.push(("WAIT", "true"));
+            pair(out, "WAIT", b"true");
         }
         if let Some(t) = &self.tags {
-            p.push(("TAGS", t.as_str()));
+            pair(out, "TAGS", t.as_bytes());
         }
-        let intended = self.intended_us.map(|v| v.to_string());
-        if let Some(v) = &intended {
-            p.push((PROP_INTENDED_US, v.as_str()));
+        if let Some(v) = self.intended_us {
+            let mut digits = [0u8; 20];
+            pair(out, PROP_INTENDED_US, decimal(v, &mut digits));
         }
-        join_properties(&p)
+    }
+}
+
+/// `v` in decimal, written at the end of `buf`.
+fn decimal(mut v: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            return &buf[at..];
+        }
     }
 }
 
@@ -131,18 +161,23 @@ fn fill_send_header(
 
 /// §4.4: per message TOTALSIZE, magic 0, bodyCRC 0, FLAG, body len + body, props len (short) + props.
 pub fn batch_body(msgs: &[OutMessage]) -> Bytes {
-    let mut out = BytesMut::new();
+    let bodies: usize = msgs.iter().map(|m| m.body.len()).sum();
+    let mut out = BytesMut::with_capacity(bodies + msgs.len() * 160);
     for m in msgs {
-        let props = m.properties(false);
-        let total = 4 + 4 + 4 + 4 + 4 + m.body.len() + 2 + props.len();
-        out.put_i32(total as i32);
+        let start = out.len();
+        out.put_i32(0); // total, filled in below
         out.put_i32(0);
         out.put_i32(0);
         out.put_i32(0);
         out.put_i32(m.body.len() as i32);
         out.put_slice(&m.body);
-        out.put_i16(props.len() as i16);
-        out.put_slice(props.as_bytes());
+        let props_at = out.len();
+        out.put_i16(0); // properties length, filled in below
+        m.put_properties(&mut out, false);
+        let props_len = out.len() - props_at - 2;
+        out[props_at..props_at + 2].copy_from_slice(&(props_len as i16).to_be_bytes());
+        let total = (out.len() - start) as i32;
+        out[start..start + 4].copy_from_slice(&total.to_be_bytes());
     }
     out.freeze()
 }
@@ -442,7 +477,14 @@ pub fn encode_record(
 
 /// A 32-hex-character message id, unique within this process (UNIQ_KEY shape, §4.5).
 pub fn uniq_key(prefix: u64, counter: u64) -> String {
-    format!("{prefix:016X}{counter:016X}")
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut s = String::with_capacity(32);
+    for v in [prefix, counter] {
+        for shift in (0..16).rev() {
+            s.push(HEX[((v >> (shift * 4)) & 15) as usize] as char);
+        }
+    }
+    s
 }
 
 #[cfg(test)]
@@ -515,6 +557,28 @@ mod tests {
         assert_eq!(first + second, b.len());
         let props = std::str::from_utf8(&b[24..24 + plen]).unwrap_or_default();
         assert!(!props.contains("WAIT"), "WAIT is batch-level, in header i");
+    }
+
+    #[test]
+    fn hand_written_encodings_match_the_formatted_ones() {
+        for (p, c) in [(0, 0), (1, 2), (u64::MAX, 0x0123_4567_89AB_CDEF)] {
+            assert_eq!(uniq_key(p, c), format!("{p:016X}{c:016X}"));
+        }
+        for v in [0u64, 7, 10, 123_456, u64::MAX] {
+            let mut buf = [0u8; 20];
+            assert_eq!(decimal(v, &mut buf), v.to_string().as_bytes());
+        }
+        let m = msg(b"x");
+        assert_eq!(
+            m.properties(true),
+            join_properties(&[
+                ("KEYS", "k1"),
+                ("UNIQ_KEY", &uniq_key(1, 2)),
+                ("WAIT", "true"),
+                ("TAGS", "TagA"),
+                (PROP_INTENDED_US, "42"),
+            ])
+        );
     }
 
     #[test]

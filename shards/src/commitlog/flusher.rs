@@ -26,6 +26,7 @@ use std::time::Duration;
 use super::{block_capacity, Block, Chunk, CommitLog, FlushMode};
 use crate::error::StoreError;
 use crate::runtime::dma::{align_down, AlignedBuf};
+use crate::runtime::join_all;
 
 /// Pause after a failed write or fdatasync, so a failing disk is not hammered.
 const FAILURE_BACKOFF: Duration = Duration::from_millis(10);
@@ -157,9 +158,9 @@ impl CommitLog {
         Ok(())
     }
 
-    /// Writes every pending byte, one DMA write per block. SYNC_FLUSH segments are O_DSYNC,
-    /// so there the durable offset advances with the writes; ASYNC_FLUSH leaves that to the
-    /// syncer.
+    /// Writes every pending byte, one DMA write per block; blocks that do not overlap are
+    /// written concurrently. SYNC_FLUSH segments are O_DSYNC, so there the durable offset
+    /// advances with the writes; ASYNC_FLUSH leaves that to the syncer.
     async fn write_pending(&self) -> Result<(), StoreError> {
         let durable_on_write = self.segments.dsync();
         let (end, chunks) = self.take_chunks();
@@ -167,35 +168,34 @@ impl CommitLog {
             let bytes: usize = chunks.iter().map(|c| c.buf.len()).sum();
             self.stats.borrow_mut().took(bytes as u64);
         }
-        for (i, c) in chunks.iter().enumerate() {
-            let result = async {
-                let file = self
-                    .segments
-                    .file(c.segment_start, self.cfg.segment_bytes)
-                    .await?;
-                self.wait_warm_clear(c.base, c.padded_end()).await;
-                let io = async {
-                    let started = std::time::Instant::now();
-                    file.write_shared(c.base - c.segment_start, &c.buf).await?;
-                    self.stats
-                        .borrow_mut()
-                        .wrote(started.elapsed().as_micros() as u64);
-                    Ok::<(), std::io::Error>(())
-                };
-                io.await.map_err(|e| StoreError::Io {
-                    context: format!("segment {}", c.segment_start),
-                    source: e,
-                })
+        let mut from = 0;
+        while from < chunks.len() {
+            // A wave ends before a chunk that rewrites the previous one's last page: the
+            // device does not order concurrent writes, so that one must wait.
+            let mut to = from + 1;
+            while to < chunks.len() && chunks[to].base >= chunks[to - 1].padded_end() {
+                to += 1;
             }
-            .await;
-            match result {
-                Ok(()) => self.chunk_written(c, durable_on_write),
-                Err(e) => {
-                    self.restore_chunks(&chunks[i..]);
-                    self.pending_freed.notify_all();
-                    return Err(self.fail(end, e));
+            let wave = &chunks[from..to];
+            let results = join_all(wave.iter().map(|c| self.write_chunk(c))).await;
+            let mut failed = Vec::new();
+            let mut error = None;
+            for (c, r) in wave.iter().zip(results) {
+                match r {
+                    Ok(()) => self.chunk_written(c, durable_on_write),
+                    Err(e) => {
+                        error.get_or_insert(e);
+                        failed.push(c.clone());
+                    }
                 }
             }
+            if let Some(e) = error {
+                failed.extend_from_slice(&chunks[to..]);
+                self.restore_chunks(&failed);
+                self.pending_freed.notify_all();
+                return Err(self.fail(end, e));
+            }
+            from = to;
         }
         self.written_end.set(end);
         self.nudge_warmer();
@@ -204,6 +204,25 @@ impl CommitLog {
             self.durability.flushed_ok(end);
         }
         self.pending_freed.notify_all();
+        Ok(())
+    }
+
+    async fn write_chunk(&self, c: &Chunk) -> Result<(), StoreError> {
+        let file = self
+            .segments
+            .file(c.segment_start, self.cfg.segment_bytes)
+            .await?;
+        self.wait_warm_clear(c.base, c.padded_end()).await;
+        let started = std::time::Instant::now();
+        file.write_shared(c.base - c.segment_start, &c.buf)
+            .await
+            .map_err(|e| StoreError::Io {
+                context: format!("segment {}", c.segment_start),
+                source: e,
+            })?;
+        self.stats
+            .borrow_mut()
+            .wrote(started.elapsed().as_micros() as u64);
         Ok(())
     }
 
@@ -229,11 +248,7 @@ impl CommitLog {
                 let keep_from = align_down(b.end());
                 let carry = &b.buf.as_slice()[(keep_from - b.base) as usize..];
                 if !carry.is_empty() {
-                    let capacity = block_capacity(
-                        carry.len(),
-                        (end - written) as usize,
-                        self.cfg.max_pending_bytes,
-                    );
+                    let capacity = block_capacity((end - written) as usize).max(carry.len());
                     let mut buf = AlignedBuf::with_capacity(capacity);
                     buf.extend_from_slice(carry);
                     st.regions.push_back(Block {
@@ -272,8 +287,8 @@ impl CommitLog {
         }
     }
 
-    /// A write failed: the chunks not yet written go back, in order, to be written first by
-    /// the next round from the same aligned positions.
+    /// A write failed: the chunks it and the waves after it did not write go back, in order,
+    /// to be written first by the next round from the same aligned positions.
     fn restore_chunks(&self, chunks: &[Chunk]) {
         let mut st = self.state.borrow_mut();
         debug_assert!(st.retry.is_empty(), "a round started without its retries");

@@ -445,6 +445,11 @@ impl Log {
     pub async fn stop(&self) -> Result<(), StoreError> {
         self.stopped.set(true);
         self.commitlog.stop().await;
+        tracing::info!(
+            dir = %self.cfg.dir.display(),
+            "commitlog flush rounds since open:\n{}",
+            self.commitlog.flush_stats().summary()
+        );
         self.checkpoint().await?;
         open::remove_abort_marker(&self.cfg.dir)
     }

@@ -12,7 +12,16 @@ use crate::message::hash::{java_hash_continue, java_string_hash};
 use crate::paged::{FixedRecord, PagedRecords};
 
 pub fn key_hash(topic: &str, key: &str) -> i32 {
-    let h = java_hash_continue(java_hash_continue(java_string_hash(topic), "#"), key);
+    key_hash_after(topic_prefix(topic), key)
+}
+
+/// The Java hash of `topic + "#"`, the part of [`key_hash`] every key of a topic shares.
+fn topic_prefix(topic: &str) -> i32 {
+    java_hash_continue(java_string_hash(topic), "#")
+}
+
+fn key_hash_after(prefix: i32, key: &str) -> i32 {
+    let h = java_hash_continue(prefix, key);
     if h == i32::MIN {
         0
     } else {
@@ -71,6 +80,9 @@ pub const DEFAULT_SLOTS: usize = 1 << 21;
 pub struct KeyIndex {
     heads: Vec<u64>,
     entries: PagedRecords<Entry>,
+    /// The last topic added and its [`topic_prefix`]: a batch adds two keys per message, all
+    /// of one topic.
+    last_topic: (String, i32),
 }
 
 impl KeyIndex {
@@ -84,7 +96,11 @@ impl KeyIndex {
             heads[slot_of(e.hash, n)] = i + 1;
             true
         })?;
-        Ok(Self { heads, entries })
+        Ok(Self {
+            heads,
+            entries,
+            last_topic: (String::new(), topic_prefix("")),
+        })
     }
 
     fn slot(&self, hash: i32) -> usize {
@@ -108,7 +124,10 @@ impl KeyIndex {
     }
 
     pub fn add(&mut self, topic: &str, key: &str, e: IndexEntry) {
-        self.add_hash(key_hash(topic, key), e);
+        if self.last_topic.0 != topic {
+            self.last_topic = (topic.to_string(), topic_prefix(topic));
+        }
+        self.add_hash(key_hash_after(self.last_topic.1, key), e);
     }
 
     /// Candidate records for `topic#key` at or after `min_phys`, newest first.
@@ -189,6 +208,21 @@ mod tests {
                 prop_assert!(c.contains(&want));
             }
         }
+    }
+
+    #[test]
+    fn keys_added_under_alternating_topics_are_found_under_their_own() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut idx = KeyIndex::load(dir.path().join("keys"), u64::MAX, 1 << 10).expect("load");
+        let e = |phys| IndexEntry { phys, size: 10 };
+        idx.add("TopicA", "k", e(0));
+        idx.add("TopicB", "k", e(10));
+        idx.add("TopicA", "k2", e(20));
+        idx.add("TopicB", "k2", e(30));
+        assert_eq!(idx.candidates("TopicA", "k", 0), vec![e(0)]);
+        assert_eq!(idx.candidates("TopicB", "k", 0), vec![e(10)]);
+        assert_eq!(idx.candidates("TopicA", "k2", 0), vec![e(20)]);
+        assert_eq!(idx.candidates("TopicB", "k2", 0), vec![e(30)]);
     }
 
     #[test]

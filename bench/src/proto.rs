@@ -27,17 +27,17 @@ pub struct OutMessage {
 
 impl OutMessage {
     fn properties(&self, with_wait: bool) -> String {
-        let mut out = BytesMut::with_capacity(128);
+        let mut out = Vec::with_capacity(128);
         self.put_properties(&mut out, with_wait);
-        String::from_utf8(out.to_vec()).unwrap_or_default()
+        String::from_utf8(out).unwrap_or_default()
     }
 
     /// Writes the encoded properties straight into `out` (no string per message: on batch
     /// sends the load generator's per-message strings cost it ~15 % of its CPU, which the
     /// broker under test shares the machine with).
-    fn put_properties(&self, out: &mut BytesMut, with_wait: bool) {
+    fn put_properties(&self, out: &mut impl BufMut, with_wait: bool) {
         let mut first = true;
-        let mut pair = |out: &mut BytesMut, k: &str, v: &[u8]| {
+        let mut pair = |k: &str, v: &[u8]| {
             if !first {
                 out.put_u8(PROP_SEP as u8);
             }
@@ -47,18 +47,18 @@ impl OutMessage {
             out.put_slice(v);
         };
         if let Some(k) = &self.keys {
-            pair(out, "KEYS", k.as_bytes());
+            pair("KEYS", k.as_bytes());
         }
-        pair(out, "UNIQ_KEY", self.uniq_key.as_bytes());
+        pair("UNIQ_KEY", self.uniq_key.as_bytes());
         if with_wait {
-            pair(out, "WAIT", b"true");
+            pair("WAIT", b"true");
         }
         if let Some(t) = &self.tags {
-            pair(out, "TAGS", t.as_bytes());
+            pair("TAGS", t.as_bytes());
         }
         if let Some(v) = self.intended_us {
             let mut digits = [0u8; 20];
-            pair(out, PROP_INTENDED_US, decimal(v, &mut digits));
+            pair(PROP_INTENDED_US, decimal(v, &mut digits));
         }
     }
 }

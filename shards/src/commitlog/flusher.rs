@@ -248,8 +248,9 @@ impl CommitLog {
                 let keep_from = align_down(b.end());
                 let carry = &b.buf.as_slice()[(keep_from - b.base) as usize..];
                 if !carry.is_empty() {
-                    let capacity = block_capacity((end - written) as usize).max(carry.len());
-                    let mut buf = AlignedBuf::with_capacity(capacity);
+                    // A carry is under one page; every block holds at least MIN_BLOCK.
+                    let mut buf =
+                        AlignedBuf::with_capacity(block_capacity((end - written) as usize));
                     buf.extend_from_slice(carry);
                     st.regions.push_back(Block {
                         segment_start: b.segment_start,

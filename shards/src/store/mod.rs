@@ -84,9 +84,8 @@ pub struct Log {
     pub(crate) commitlog_min: Cell<u64>,
     pub(crate) crashed_before: bool,
     pub(crate) stopped: Cell<bool>,
-    /// The filesystem's used ratio and when it was read: statvfs at most once a second,
-    /// not once per append.
-    /// The filesystem's used ratio and when it was read ([`crate::runtime::coarse_now`]).
+    /// The filesystem's used ratio and when it was read ([`crate::runtime::coarse_now`]):
+    /// statvfs at most once a second, not once per append.
     pub(crate) fs_ratio: Cell<Option<(Duration, f64)>>,
     pub(crate) checkpointing: Cell<bool>,
     pub(crate) checkpoint_done: Notify,
@@ -343,16 +342,17 @@ impl Log {
             Some(cap) if cap > 0 => self.used_bytes() as f64 / cap as f64,
             // Checked on every put: a coarse clock (a memory read, no TSC read) is enough for a
             // one-second cache, and the precise one was ~2 % of a shard's CPU on ASYNC puts.
-            _ => match self.fs_ratio.get() {
-                Some((at, r)) if crate::runtime::coarse_now().saturating_sub(at) < FS_RATIO_TTL => {
-                    r
+            _ => {
+                let now = crate::runtime::coarse_now();
+                match self.fs_ratio.get() {
+                    Some((at, r)) if now.saturating_sub(at) < FS_RATIO_TTL => r,
+                    _ => {
+                        let r = filesystem_used_ratio(&self.cfg.dir).unwrap_or(0.0);
+                        self.fs_ratio.set(Some((now, r)));
+                        r
+                    }
                 }
-                _ => {
-                    let r = filesystem_used_ratio(&self.cfg.dir).unwrap_or(0.0);
-                    self.fs_ratio.set(Some((crate::runtime::coarse_now(), r)));
-                    r
-                }
-            },
+            }
         }
     }
 

@@ -52,6 +52,7 @@ pub struct BrokerConfig {
     /// `warmMapedFileEnable`: zero commitlog segments ahead of the writer. RocketMQ defaults it
     /// to false; here it is on, because O_DIRECT writes into fallocated (unwritten) extents made
     /// every SYNC_FLUSH round pay a journal commit (see shards/src/commitlog/warmer.rs).
+    /// It applies to SYNC_FLUSH only; under ASYNC_FLUSH warming slowed the writes.
     pub warm_maped_file_enable: bool,
     /// `maxHashSlotNum`: slot heads of each log's key index (8 bytes each, allocated once).
     pub max_hash_slot_num: usize,

@@ -1,32 +1,47 @@
 //! Group commit: a writer task and a syncer task per log.
 //!
-//! The writer takes every pending block at once and writes each with one DMA write, straight
-//! from the buffer the records were encoded into, then moves on to whatever arrived meanwhile.
+//! The writer keeps the device busy with up to [`MAX_WRITES_IN_FLIGHT`] DMA writes, each
+//! straight from the block the records were encoded into. A full block is taken as soon as
+//! the next one starts; the open block (the one appends go into) is taken under SYNC_FLUSH
+//! once the write of its first page (carried over from the last take) has finished, and under
+//! ASYNC_FLUSH when `flush_threshold_bytes` are waiting or `flush_interval` has passed. Before,
+//! a round took every pending block and the next round started only when all its writes had
+//! finished: on ASYNC_FLUSH store_bench (64 appenders, 1 KiB) a data write was in flight only
+//! 56 % of the time, and the disk did ~1.1-1.3 GB/s while one was (io_uring tracepoints,
+//! 2026-11-22).
 //!
 //! SYNC_FLUSH opens segments with O_DSYNC, so a write completes only once it is durable and the
-//! writer advances the durable offset itself: one device operation per round instead of a write
+//! writer advances the durable offset itself: one device operation per write instead of a write
 //! and then an fdatasync. Measured with the same binary (2026-11-22, store_bench 1 KiB, 50k/s open
 //! loop, 10 interleaved pairs): append p50 0.43-0.82 ms vs 0.71-1.87 ms; p99 lower in 8 of 10
-//! pairs (1.3-8.0 ms vs 4.3-11.7 ms; one O_DSYNC run had a 163 ms stall). Broker SYNC single
-//! sends 15.9k/18.4k -> 20.1k/25.3k msgs/s, batch-128 383.7/341.3 -> 403.9/347.3 MB/s; closed
-//! loop with 64 appenders ~8 % lower (one write in flight now also holds its flush).
+//! pairs (1.3-8.0 ms vs 4.3-11.7 ms; one O_DSYNC run had a 163 ms stall).
 //!
 //! ASYNC_FLUSH leaves writes unsynced; the syncer makes everything written so far durable every
 //! `flush_interval`, one fdatasync per segment touched, and advances the durable offset.
 //!
 //! Invariants:
+//! - writes may complete in any order, but `written_end` (and under O_DSYNC the durable offset)
+//!   advances only over the chunks that, taken in order, have all been written;
+//! - two writes of the same page are never in flight together: a chunk starts only once the
+//!   chunk before it has been written or ends before its first page (the device does not order
+//!   concurrent writes, and the later chunk holds the newer copy of the page);
+//! - after a failed write nothing new starts; once the writes in flight have ended, every chunk
+//!   not yet advanced over goes back, in order, to be written again first;
 //! - the durable offset advances only to `written_end` as read *before* the fdatasync was
 //!   issued (or, with O_DSYNC, to the end of writes that completed);
 //! - a segment is taken out of `unsynced_segments` before its fdatasync starts, so a write that
 //!   completes during the fdatasync puts it back for the next one.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::Duration;
 
 use super::{block_capacity, Block, Chunk, CommitLog, FlushMode};
 use crate::error::StoreError;
+use crate::flush::Notified;
 use crate::runtime::dma::{align_down, AlignedBuf};
-use crate::runtime::join_all;
 
 /// Pause after a failed write or fdatasync, so a failing disk is not hammered.
 const FAILURE_BACKOFF: Duration = Duration::from_millis(10);
@@ -39,35 +54,77 @@ impl CommitLog {
     /// The writer: runs until [`CommitLog::stop`], then writes what is left.
     pub async fn run_flusher(self: Rc<Self>) {
         self.writer_running.set(true);
+        let this: &CommitLog = &self;
+        let mut writes: Vec<(u64, WriteFuture<'_>)> = Vec::new();
         loop {
-            let stopping = self.stopping.get();
-            let unwritten = self.write_pos() != self.written_end.get();
-            if !unwritten {
-                if stopping {
-                    break;
-                }
-                let wait = self.flush_requested.notified();
-                if self.sync_mode() {
-                    wait.await;
-                } else {
-                    crate::runtime::timeout(self.cfg.flush_interval, wait).await;
-                }
-                continue;
-            }
-            match self.write_pending().await {
-                Ok(()) => self.sync_requested.notify_all(),
-                Err(e) => {
-                    tracing::error!(dir = %self.cfg.dir.display(), error = %e, "commitlog write failed; will retry");
+            // Armed before looking at the state, so a change after the look is not missed.
+            let wake = this.flush_requested.notified();
+            let stopping = this.stopping.get();
+            if writes.is_empty() {
+                if let Some(e) = this.restore_failed() {
+                    tracing::error!(dir = %this.cfg.dir.display(), error = %e, "commitlog write failed; will retry");
                     if stopping {
                         break;
                     }
                     crate::runtime::sleep(FAILURE_BACKOFF).await;
+                    continue;
                 }
             }
+            this.take_chunks(this.open_block_due(stopping));
+            for (seq, chunk) in this.launchable(writes.len()) {
+                writes.push((seq, Box::pin(async move { this.write_chunk(&chunk).await })));
+            }
+            if writes.is_empty() && this.state.borrow().inflight.is_empty() {
+                if stopping {
+                    break;
+                }
+                if this.write_pos() == this.written_end.get() {
+                    // Idle: only an append (or stop) brings work.
+                    let _ = this.await_writes(&mut writes, wake, None).await;
+                    continue;
+                }
+            }
+            let timer = (!this.sync_mode()).then_some(this.cfg.flush_interval);
+            for (seq, result) in this.await_writes(&mut writes, wake, timer).await {
+                this.chunk_finished(seq, result);
+            }
+            this.advance();
         }
         self.writer_running.set(false);
         self.sync_requested.notify_all();
         self.flusher_done.notify_all();
+    }
+
+    /// Waits until a write in `writes` ends (returning the ones that did), `wake` fires, or
+    /// `timer` passes.
+    async fn await_writes(
+        &self,
+        writes: &mut Vec<(u64, WriteFuture<'_>)>,
+        wake: Notified<'_>,
+        timer: Option<Duration>,
+    ) -> Vec<(u64, Result<(), StoreError>)> {
+        let mut wake = std::pin::pin!(wake);
+        let mut timer = timer.map(|d| Box::pin(crate::runtime::sleep(d)));
+        std::future::poll_fn(|cx| {
+            let mut done = Vec::new();
+            writes.retain_mut(|(seq, w)| match w.as_mut().poll(cx) {
+                Poll::Ready(r) => {
+                    done.push((*seq, r));
+                    false
+                }
+                Poll::Pending => true,
+            });
+            let woken = wake.as_mut().poll(cx).is_ready()
+                || timer
+                    .as_mut()
+                    .is_some_and(|t| t.as_mut().poll(cx).is_ready());
+            if done.is_empty() && !woken {
+                Poll::Pending
+            } else {
+                Poll::Ready(done)
+            }
+        })
+        .await
     }
 
     /// The syncer (ASYNC_FLUSH only; under SYNC_FLUSH every write is durable when it
@@ -145,65 +202,28 @@ impl CommitLog {
         Ok(())
     }
 
-    /// Writes and syncs every pending byte now. For recovery and the final flush at stop, when
-    /// the writer and syncer tasks are not running.
+    /// Writes and syncs every pending byte now, one write at a time. For recovery and the
+    /// final flush at stop, when the writer and syncer tasks are not running.
     pub async fn flush_once(&self) -> Result<(), StoreError> {
         debug_assert!(!self.writer_running.get() && !self.syncer_running.get());
-        self.write_pending().await?;
+        loop {
+            self.take_chunks(true);
+            let Some((seq, chunk)) = self.launchable(MAX_WRITES_IN_FLIGHT - 1).pop() else {
+                break;
+            };
+            let result = self.write_chunk(&chunk).await;
+            self.chunk_finished(seq, result);
+            self.advance();
+            if let Some(e) = self.restore_failed() {
+                return Err(e);
+            }
+        }
+        debug_assert!(self.state.borrow().inflight.is_empty());
         // ASYNC_FLUSH: everything written and not yet synced, including what the syncer
         // failed to sync before it stopped.
         if self.written_end.get() != self.durability.durable() {
             self.sync_written().await?;
         }
-        Ok(())
-    }
-
-    /// Writes every pending byte, one DMA write per block; blocks that do not overlap are
-    /// written concurrently. SYNC_FLUSH segments are O_DSYNC, so there the durable offset
-    /// advances with the writes; ASYNC_FLUSH leaves that to the syncer.
-    async fn write_pending(&self) -> Result<(), StoreError> {
-        let durable_on_write = self.segments.dsync();
-        let (end, chunks) = self.take_chunks();
-        if !chunks.is_empty() {
-            let bytes: usize = chunks.iter().map(|c| c.buf.len()).sum();
-            self.stats.borrow_mut().took(bytes as u64);
-        }
-        let mut from = 0;
-        while from < chunks.len() {
-            // A wave ends before a chunk that rewrites the previous one's last page: the
-            // device does not order concurrent writes, so that one must wait.
-            let mut to = from + 1;
-            while to < chunks.len() && chunks[to].base >= chunks[to - 1].padded_end() {
-                to += 1;
-            }
-            let wave = &chunks[from..to];
-            let results = join_all(wave.iter().map(|c| self.write_chunk(c))).await;
-            let mut failed = Vec::new();
-            let mut error = None;
-            for (c, r) in wave.iter().zip(results) {
-                match r {
-                    Ok(()) => self.chunk_written(c, durable_on_write),
-                    Err(e) => {
-                        error.get_or_insert(e);
-                        failed.push(c.clone());
-                    }
-                }
-            }
-            if let Some(e) = error {
-                failed.extend_from_slice(&chunks[to..]);
-                self.restore_chunks(&failed);
-                self.pending_freed.notify_all();
-                return Err(self.fail(end, e));
-            }
-            from = to;
-        }
-        self.written_end.set(end);
-        self.nudge_warmer();
-        if durable_on_write {
-            self.last_sync.set(std::time::Instant::now());
-            self.durability.flushed_ok(end);
-        }
-        self.pending_freed.notify_all();
         Ok(())
     }
 
@@ -226,31 +246,56 @@ impl CommitLog {
         Ok(())
     }
 
-    /// Freezes every block with unwritten bytes into a chunk (no copy), after the chunks of a
-    /// failed write. The last block's partial page is copied into a new block, to be written
-    /// again with the bytes that follow it.
-    fn take_chunks(&self) -> (u64, Vec<Chunk>) {
-        let written = self.written_end.get();
+    /// Whether the writer should take the open block now (if the write of its first page
+    /// has finished): always under SYNC_FLUSH, where appenders wait for it.
+    fn open_block_due(&self, stopping: bool) -> bool {
+        if stopping || self.sync_mode() {
+            return true;
+        }
+        let st = self.state.borrow();
+        let open = st.regions.back().map_or(0, |b| b.buf.len());
+        open >= self.cfg.flush_threshold_bytes
+            || st.open_taken_at.elapsed() >= self.cfg.flush_interval
+    }
+
+    /// Freezes blocks into chunks to write (no copy), after the chunks of a failed write: every
+    /// full block, and the open block too if `open` and no write of its first page is under
+    /// way. The open block's partial last page is copied into a new block, to be written again
+    /// with the bytes that follow it.
+    fn take_chunks(&self, open: bool) {
         let mut st = self.state.borrow_mut();
-        let end = st.write_pos;
         let mut chunks = std::mem::take(&mut st.retry);
-        let blocks = std::mem::take(&mut st.regions);
-        let last = blocks.len().saturating_sub(1);
-        for (i, b) in blocks.into_iter().enumerate() {
-            if b.buf.is_empty() || b.end() <= written {
-                // Only the partial page of the last write, already on disk: keep appending.
-                if i == last && !b.sealed {
-                    st.regions.push_back(b);
+        let blocks = st.regions.len();
+        for i in 0..blocks {
+            let Some(b) = st.regions.front() else { break };
+            let is_open = i + 1 == blocks && !b.sealed;
+            if is_open {
+                // The chunk taken last holds this block's first page if it ends past it.
+                let page_busy = match chunks.last() {
+                    Some(c) => c.padded_end() > b.base,
+                    None => st.inflight.back().is_some_and(|f| {
+                        f.state != FlightState::Written && f.chunk.padded_end() > b.base
+                    }),
+                };
+                if !open || page_busy || b.end() <= st.taken_end {
+                    // Not due, or only the partial page of a write already taken: keep
+                    // appending.
+                    break;
                 }
+            }
+            let Some(b) = st.regions.pop_front() else {
+                break;
+            };
+            if b.buf.is_empty() {
                 continue;
             }
-            if i == last && !b.sealed {
+            if is_open {
                 let keep_from = align_down(b.end());
                 let carry = &b.buf.as_slice()[(keep_from - b.base) as usize..];
                 if !carry.is_empty() {
                     // A carry is under one page; every block holds at least MIN_BLOCK.
-                    let mut buf =
-                        AlignedBuf::with_capacity(block_capacity((end - written) as usize));
+                    let round = (b.end() - st.open_taken_end) as usize;
+                    let mut buf = AlignedBuf::with_capacity(block_capacity(round, st.max_block));
                     buf.extend_from_slice(carry);
                     st.regions.push_back(Block {
                         segment_start: b.segment_start,
@@ -259,52 +304,174 @@ impl CommitLog {
                         sealed: false,
                     });
                 }
+                st.last_round = (b.end() - st.open_taken_end) as usize;
+                st.open_taken_end = b.end();
+                st.open_taken_at = std::time::Instant::now();
             }
+            st.taken_end = st.taken_end.max(b.end());
             chunks.push(Chunk {
                 segment_start: b.segment_start,
                 base: b.base,
                 buf: b.buf.freeze(),
             });
         }
-        st.last_round = (end - written) as usize;
-        st.inflight.extend(chunks.iter().cloned());
-        (end, chunks)
+        if chunks.is_empty() {
+            return;
+        }
+        let bytes: usize = chunks.iter().map(|c| c.buf.len()).sum();
+        for chunk in chunks {
+            let seq = st.next_seq;
+            st.next_seq += 1;
+            st.inflight.push_back(Flying {
+                seq,
+                chunk,
+                state: FlightState::Queued,
+            });
+        }
+        drop(st);
+        self.stats.borrow_mut().took(bytes as u64);
     }
 
-    /// A chunk is on disk: it moves from in-flight to the tail cache; unless it is already
-    /// durable, its segment joins those the next fdatasync covers.
-    fn chunk_written(&self, c: &Chunk, durable: bool) {
-        if !durable {
-            self.unsynced_segments.borrow_mut().insert(c.segment_start);
-        }
+    /// Chunks that may start now, marked as being written: in order, while fewer than
+    /// [`MAX_WRITES_IN_FLIGHT`] are, none has failed, and the chunk before has been written or
+    /// ends before this one's first page.
+    fn launchable(&self, writing: usize) -> Vec<(u64, Chunk)> {
         let mut st = self.state.borrow_mut();
-        remove_inflight(&mut st.inflight, c);
-        st.tail_bytes += c.buf.capacity();
-        st.tail.push_back(c.clone());
-        while st.tail_bytes > self.cfg.tail_cache_bytes && st.tail.len() > 1 {
-            if let Some(old) = st.tail.pop_front() {
-                st.tail_bytes -= old.buf.capacity();
+        if st.inflight.iter().any(|f| f.state == FlightState::Failed) {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        let mut writing = writing;
+        for i in 0..st.inflight.len() {
+            if writing >= MAX_WRITES_IN_FLIGHT {
+                break;
+            }
+            if st.inflight[i].state != FlightState::Queued {
+                continue;
+            }
+            let clear = i == 0 || {
+                let prev = &st.inflight[i - 1];
+                prev.state == FlightState::Written
+                    || prev.chunk.padded_end() <= st.inflight[i].chunk.base
+            };
+            if clear {
+                let f = &mut st.inflight[i];
+                f.state = FlightState::Writing;
+                out.push((f.seq, f.chunk.clone()));
+                writing += 1;
+            }
+        }
+        out
+    }
+
+    fn chunk_finished(&self, seq: u64, result: Result<(), StoreError>) {
+        let mut st = self.state.borrow_mut();
+        let Some(f) = st.inflight.iter_mut().find(|f| f.seq == seq) else {
+            debug_assert!(false, "a write ended for a chunk not in flight");
+            return;
+        };
+        debug_assert_eq!(f.state, FlightState::Writing);
+        match result {
+            Ok(()) => f.state = FlightState::Written,
+            Err(e) => {
+                f.state = FlightState::Failed;
+                st.write_error.get_or_insert(e);
             }
         }
     }
 
-    /// A write failed: the chunks it and the waves after it did not write go back, in order,
-    /// to be written first by the next round from the same aligned positions.
-    fn restore_chunks(&self, chunks: &[Chunk]) {
-        let mut st = self.state.borrow_mut();
-        debug_assert!(st.retry.is_empty(), "a round started without its retries");
-        for c in chunks {
-            remove_inflight(&mut st.inflight, c);
+    /// Moves the written chunks at the front of the flight to the tail cache and advances
+    /// `written_end` over them (and, under O_DSYNC, the durable offset).
+    fn advance(&self) {
+        let durable_on_write = self.segments.dsync();
+        let mut end = None;
+        {
+            let mut st = self.state.borrow_mut();
+            while st
+                .inflight
+                .front()
+                .is_some_and(|f| f.state == FlightState::Written)
+            {
+                let Some(f) = st.inflight.pop_front() else {
+                    break;
+                };
+                if !durable_on_write {
+                    self.unsynced_segments
+                        .borrow_mut()
+                        .insert(f.chunk.segment_start);
+                }
+                end = end.max(Some(f.chunk.end()));
+                st.tail_bytes += f.chunk.buf.capacity();
+                st.tail.push_back(f.chunk);
+                while st.tail_bytes > self.cfg.tail_cache_bytes && st.tail.len() > 1 {
+                    if let Some(old) = st.tail.pop_front() {
+                        st.tail_bytes -= old.buf.capacity();
+                    }
+                }
+            }
         }
-        st.retry = chunks.to_vec();
+        let Some(end) = end else { return };
+        debug_assert!(end > self.written_end.get(), "written end went backwards");
+        self.written_end.set(end);
+        self.nudge_warmer();
+        if durable_on_write {
+            self.last_sync.set(std::time::Instant::now());
+            self.durability.flushed_ok(end);
+        }
+        self.sync_requested.notify_all();
+        self.pending_freed.notify_all();
+    }
+
+    /// After a failed write, once no write is under way: every chunk not advanced over goes
+    /// back, in order, to be written first by the next take, and every append not yet durable
+    /// learns that its flush failed. Returns the write's error; `None` if no write failed.
+    fn restore_failed(&self) -> Option<StoreError> {
+        let (end, e) = {
+            let mut st = self.state.borrow_mut();
+            if !st.inflight.iter().any(|f| f.state == FlightState::Failed) {
+                return None;
+            }
+            debug_assert!(
+                st.inflight.iter().all(|f| f.state != FlightState::Writing),
+                "chunks restored while a write is under way"
+            );
+            debug_assert!(st.retry.is_empty(), "a take left retries behind");
+            let flight = std::mem::take(&mut st.inflight);
+            // Everything appended so far waits behind the chunk that failed: those appenders
+            // learn of the failure now rather than at their flush timeout.
+            let end = st.write_pos;
+            st.retry = flight.into_iter().map(|f| f.chunk).collect();
+            let e = st.write_error.take().unwrap_or_else(|| StoreError::Io {
+                context: "commitlog write".into(),
+                source: std::io::Error::other("write failed"),
+            });
+            (end, e)
+        };
+        self.pending_freed.notify_all();
+        Some(self.fail(end, e))
     }
 }
 
-fn remove_inflight(inflight: &mut Vec<Chunk>, c: &Chunk) {
-    if let Some(i) = inflight
-        .iter()
-        .position(|x| x.base == c.base && x.segment_start == c.segment_start)
-    {
-        inflight.remove(i);
-    }
+/// One chunk write, polled by the writer task itself: a spawned task would start only after
+/// every task queued before it on the shard.
+type WriteFuture<'a> = Pin<Box<dyn Future<Output = Result<(), StoreError>> + 'a>>;
+
+/// Writes under way per log at most. fio on the test VM (2026-11-22): sequential O_DIRECT
+/// 8 MiB writes at queue depth 1 got 1066 MB/s, 2 MiB at depth 4 1498 MB/s.
+pub(super) const MAX_WRITES_IN_FLIGHT: usize = 4;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum FlightState {
+    /// Taken, waiting for a write slot or for the write of its first page to finish.
+    Queued,
+    Writing,
+    Written,
+    Failed,
+}
+
+/// A chunk taken by the writer and not yet advanced over.
+pub(super) struct Flying {
+    pub(super) seq: u64,
+    pub(super) chunk: Chunk,
+    pub(super) state: FlightState,
 }

@@ -43,6 +43,7 @@ pub struct LogConfig {
     pub tail_cache_bytes: usize,
     pub max_pending_bytes: usize,
     /// How far ahead of the writer the current segment is zeroed (`warmMapedFileEnable`); 0: off.
+    /// SYNC_FLUSH only: ASYNC_FLUSH logs never warm.
     pub warm_ahead_bytes: u64,
     /// Slot heads of the key index (`maxHashSlotNum`), 8 bytes each, allocated once per log.
     pub index_slots: usize,

@@ -51,6 +51,22 @@ impl CommitLog {
         self.cfg.flush_mode == FlushMode::Sync
     }
 
+    /// Spawns the writer, the syncer (ASYNC_FLUSH), the durability deadline tick and the
+    /// segment warmer in the shard's write lane. They count as running from here, not from their
+    /// first poll: a [`CommitLog::stop`] that came first would otherwise flush at the same time
+    /// as they do.
+    pub fn start_tasks(self: &Rc<Self>) {
+        use crate::runtime::{spawn_in, Lane};
+        self.writer_running.set(true);
+        spawn_in(Lane::Writes, self.clone().run_flusher());
+        if !self.sync_mode() {
+            self.syncer_running.set(true);
+            spawn_in(Lane::Writes, self.clone().run_syncer());
+        }
+        spawn_in(Lane::Writes, self.clone().run_deadline_tick());
+        spawn_in(Lane::Writes, self.clone().run_warmer());
+    }
+
     /// The writer: runs until [`CommitLog::stop`], then writes what is left.
     pub async fn run_flusher(self: Rc<Self>) {
         self.writer_running.set(true);

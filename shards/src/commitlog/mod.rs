@@ -678,10 +678,7 @@ mod tests {
             let (acked, failed, checked) = crate::runtime::run_local(1 << 20, move || async move {
                 let faults = faulty.then(|| Rc::new(FaultInjector::new(11, 200, 100, 100)));
                 let cl = CommitLog::new(cfg, 0, Vec::new(), faults.clone());
-                crate::runtime::spawn(cl.clone().run_flusher());
-                if mode == FlushMode::Async {
-                    crate::runtime::spawn(cl.clone().run_syncer());
-                }
+                cl.start_tasks();
                 let written = Rc::new(RefCell::new(Vec::<(u64, Vec<u8>)>::new()));
                 let counts = Rc::new(Cell::new((0u32, 0u32)));
                 let mut appenders = Vec::new();

@@ -18,7 +18,6 @@ use crate::message::hash::tag_code;
 use crate::message::properties::{self, KEYS, TAGS, UNIQ_KEY};
 use crate::offsets::ConsumerOffsets;
 use crate::recovery::{recover_commitlog, RecoveredLog};
-use crate::runtime::Lane;
 
 const CHECKPOINT_FILE: &str = "checkpoint";
 const ABORT_FILE: &str = "abort";
@@ -198,12 +197,7 @@ impl Log {
             checkpoint_done: Notify::default(),
         });
         log.checkpoint().await?;
-        crate::runtime::spawn_in(Lane::Writes, log.commitlog.clone().run_flusher());
-        if log.cfg.flush_mode == FlushMode::Async {
-            crate::runtime::spawn_in(Lane::Writes, log.commitlog.clone().run_syncer());
-        }
-        crate::runtime::spawn_in(Lane::Writes, log.commitlog.clone().run_deadline_tick());
-        crate::runtime::spawn_in(Lane::Writes, log.commitlog.clone().run_warmer());
+        log.commitlog.start_tasks();
         crate::runtime::spawn(log.clone().run_checkpointer());
         Ok(log)
     }

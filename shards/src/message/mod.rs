@@ -3,5 +3,7 @@
 pub mod hash;
 pub mod properties;
 pub mod record;
+pub mod shared_str;
 
 pub use record::{MessageInput, StoredRecord};
+pub use shared_str::SharedStr;

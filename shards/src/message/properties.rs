@@ -104,6 +104,19 @@ pub fn encode(props: &[(String, String)]) -> String {
 /// notes which default names it has (a char split plus a lookup per default was ~4%).
 pub fn with_defaults(own: &str, defaults: &[(String, String)], drop_key: &str) -> String {
     let mut out = String::with_capacity(own.len() + 64);
+    push_with_defaults(&mut out, own, defaults, drop_key);
+    out
+}
+
+/// [`with_defaults`], appended to `out` (which may hold other messages' properties: a batch's
+/// members share one buffer).
+pub fn push_with_defaults(
+    out: &mut String,
+    own: &str,
+    defaults: &[(String, String)],
+    drop_key: &str,
+) {
+    let base = out.len();
     // Bit i: `defaults[i]`'s name is in `own` the way `find` sees names (non-empty value).
     let mut present: u64 = 0;
     let bytes = own.as_bytes();
@@ -114,7 +127,7 @@ pub fn with_defaults(own: &str, defaults: &[(String, String)], drop_key: &str) -
         let eq = find_byte(seg, NAME_VALUE_SEP as u8);
         let name = eq.map(|eq| &seg[..eq]);
         if !seg.is_empty() && name != Some(drop_key.as_bytes()) {
-            if !out.is_empty() {
+            if out.len() > base {
                 out.push(PROPERTY_SEP);
             }
             // The separators are ASCII, so `start` and `end` are char boundaries.
@@ -142,14 +155,13 @@ pub fn with_defaults(own: &str, defaults: &[(String, String)], drop_key: &str) -
         if k.is_empty() || v.is_empty() || added_before || in_own {
             continue;
         }
-        if !out.is_empty() {
+        if out.len() > base {
             out.push(PROPERTY_SEP);
         }
         out.push_str(k);
         out.push(NAME_VALUE_SEP);
         out.push_str(v);
     }
-    out
 }
 
 pub fn get<'a>(props: &'a [(String, String)], key: &str) -> Option<&'a str> {
@@ -231,6 +243,21 @@ mod tests {
                 with_defaults(&own, &defaults, &drop_key),
                 split_with_defaults(&own, &defaults, &drop_key)
             );
+        }
+
+        /// A batch's members are pushed one after another into one buffer: each member's part
+        /// is exactly what it would be alone, whatever came before it.
+        #[test]
+        fn pushing_after_other_members_leaves_them_and_adds_the_same_text(
+            before in "([A-C]{0,2}\u{1}?[a-cé]{0,2}\u{2}?){0,4}",
+            own in "([A-C]{0,2}\u{1}?[a-cé]{0,2}\u{2}?){0,6}",
+            defaults in prop::collection::vec(("[A-C]{0,2}", "[a-c]{0,2}"), 0..4),
+            drop_key in "[A-C]{1,2}",
+        ) {
+            let mut out = before.clone();
+            push_with_defaults(&mut out, &own, &defaults, &drop_key);
+            prop_assert_eq!(&out[..before.len()], before.as_str());
+            prop_assert_eq!(&out[before.len()..], with_defaults(&own, &defaults, &drop_key));
         }
 
         #[test]

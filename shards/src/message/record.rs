@@ -36,7 +36,7 @@ pub struct MessageInput {
     pub flag: i32,
     pub body: Bytes,
     /// Already encoded (§4.3); the broker has dropped WAIT and added CLUSTER.
-    pub properties: String,
+    pub properties: super::SharedStr,
     pub sys_flag: i32,
     pub born_timestamp: i64,
     pub born_host: SocketAddr,

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::{Buf, Bytes};
 use rocketcore_shards::message::properties::{self, CLUSTER, WAIT};
 use rocketcore_shards::message::record::{decode, MessageInput};
+use rocketcore_shards::message::SharedStr;
 use rocketcore_shards::PutStatus;
 
 use super::{field, int_field, required_int, Reject, Reply};
@@ -146,7 +147,7 @@ pub async fn handle(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand, peer: SocketAddr)
         queue_id,
         flag: int_field("flag", field(cmd, "flag", "h"))?.unwrap_or(0) as i32,
         body: Bytes::new(),
-        properties: String::new(),
+        properties: SharedStr::default(),
         sys_flag: int_field("sysFlag", field(cmd, "sysFlag", "f"))?.unwrap_or(0) as i32,
         born_timestamp: int_field("bornTimestamp", field(cmd, "bornTimestamp", "g"))?
             .unwrap_or_else(rocketcore_shards::store::now_ms),
@@ -173,7 +174,7 @@ pub async fn handle(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand, peer: SocketAddr)
         }
         vec![MessageInput {
             body: cmd.body.clone(),
-            properties: properties::encode(&props),
+            properties: properties::encode(&props).into(),
             ..base.clone()
         }]
     };
@@ -241,7 +242,10 @@ fn decode_batch(
         ));
     }
     let bad = |why: &str| Reject::new(rs::MESSAGE_ILLEGAL, format!("malformed batch body: {why}"));
-    let mut out = Vec::with_capacity(count_records(body));
+    let count = count_records(body);
+    // Every member's properties go into one buffer, shared by the members (see `SharedStr`).
+    let mut props = String::with_capacity(body.len().min(count * 256));
+    let mut members = Vec::with_capacity(count);
     let mut pos = 0usize;
     while pos < body.len() {
         let mut b = &body[pos..];
@@ -269,18 +273,27 @@ fn decode_batch(
             .map_err(|_| bad("properties are not UTF-8"))?;
         // Batch-level properties (CLUSTER, the batch's own UNIQ_KEY if a client sets one) add to,
         // never replace, the message's own: its UNIQ_KEY is the id its producer returned.
-        out.push(MessageInput {
-            body: msg_body,
-            flag,
-            properties: properties::with_defaults(own, batch_props, WAIT),
-            ..base.clone()
-        });
+        let start = props.len();
+        properties::push_with_defaults(&mut props, own, batch_props, WAIT);
+        members.push((msg_body, flag, start..props.len()));
         pos += total as usize;
     }
-    if out.is_empty() {
+    if members.is_empty() {
         return Err(bad("no messages"));
     }
-    Ok(out)
+    let props: std::sync::Arc<str> = props.into();
+    members
+        .into_iter()
+        .map(|(body, flag, range)| {
+            Ok(MessageInput {
+                body,
+                flag,
+                properties: SharedStr::slice(&props, range)
+                    .ok_or_else(|| bad("properties split a character"))?,
+                ..base.clone()
+            })
+        })
+        .collect()
 }
 
 /// How many records a batch body holds, by their length fields (a bad length stops the
@@ -338,7 +351,7 @@ pub async fn send_back(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
         queue_id: 0,
         flag: r.flag,
         body: r.body.clone(),
-        properties: properties::encode(&props),
+        properties: properties::encode(&props).into(),
         sys_flag: r.sys_flag,
         born_timestamp: r.born_timestamp,
         born_host: r.born_host,

@@ -146,6 +146,48 @@ fn given_records_across_segments_when_reopened_should_read_all_in_order() {
     assert_eq!(reopen_bodies(dir.path()).expect("reopen"), expected(n));
 }
 
+/// The last segment file cut short (as a crash between creating and preallocating it leaves
+/// it, or at any length short of the segment): recovery keeps every record that lies wholly
+/// in the file and drops the rest, without a panic on the missing bytes.
+#[test]
+fn given_a_short_last_segment_file_when_recovering_should_keep_the_records_it_holds() {
+    let template = tempfile::tempdir().expect("tempdir");
+    let n = 1500; // several 64 KiB segments
+    write_clean(template.path(), n);
+    let layout = layout(template.path());
+    let last_seg = layout.last().expect("records").0 / SEGMENT * SEGMENT;
+    let in_last: Vec<&(u64, u32)> = layout.iter().filter(|r| r.0 >= last_seg).collect();
+    assert!(in_last.len() > 4, "the last segment holds too few records");
+    let mid = in_last[in_last.len() / 2];
+    for len in [
+        0,
+        3,
+        7,
+        8,
+        100,
+        4096 + 5,
+        mid.0 - last_seg + mid.1 as u64 + 1,
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        copy_dir(template.path(), dir.path());
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(segment_path(dir.path(), last_seg))
+            .expect("open segment");
+        f.set_len(len).expect("truncate");
+        drop(f);
+        std::fs::write(dir.path().join("abort"), b"").expect("abort marker");
+        let kept = layout
+            .iter()
+            .filter(|r| r.0 < last_seg || r.0 + r.1 as u64 <= last_seg + len)
+            .count();
+        match reopen_bodies(dir.path()) {
+            Ok(bodies) => assert_eq!(bodies, expected(kept), "file cut to {len} bytes"),
+            Err(e) => panic!("file cut to {len} bytes: {e}"),
+        }
+    }
+}
+
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     for e in std::fs::read_dir(from).expect("ls") {
         let e = e.expect("entry");

@@ -9,6 +9,9 @@
 //!   whole valid records and zeroes the rest.
 //!   Tests: `shards/tests/kill9.rs` (SIGKILL of a SYNC_FLUSH appender, 20+ times),
 //!   `shards/tests/recovery.rs::given_a_torn_tail_*` (every cut point in the last records).
+//! - **A segment file shorter than the segment size** (a crash between creating the file and
+//!   preallocating it, or a truncated copy): its data ends where the file ends.
+//!   Test: `recovery.rs::given_a_short_last_segment_file_*`.
 //! - **A bit flip in the last record(s)**, with nothing valid after it: that record is dropped.
 //!   Test: `recovery.rs::given_a_flipped_bit_in_the_last_record_*`.
 //! - **EIO or short write on write/fdatasync** (or on an O_DSYNC write's flush): the append is
@@ -112,7 +115,12 @@ async fn step(r: &mut SegmentReader, pos: u64) -> Result<Step, StoreError> {
         return Ok(Step::SegmentEnd);
     }
     let head = r.bytes(pos, 8).await?;
-    let size = i32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+    // A segment file shorter than its configured size (a crash between creating it and
+    // preallocating it) ends where the file ends: nothing was written past it.
+    let Some(&[a, b, c, d]) = head.get(..4) else {
+        return Ok(Step::DataEnd);
+    };
+    let size = i32::from_be_bytes([a, b, c, d]);
     let want = (size.max(8) as usize).min(MAX_RECORD_BYTES);
     let phys = r.start + pos;
     let bytes = r.bytes(pos, want).await?;

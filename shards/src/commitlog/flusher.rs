@@ -68,8 +68,7 @@ impl CommitLog {
     }
 
     /// The writer: runs until [`CommitLog::stop`], then writes what is left.
-    pub async fn run_flusher(self: Rc<Self>) {
-        self.writer_running.set(true);
+    async fn run_flusher(self: Rc<Self>) {
         let this: &CommitLog = &self;
         let mut writes: Vec<(u64, WriteFuture<'_>)> = Vec::new();
         loop {
@@ -96,7 +95,7 @@ impl CommitLog {
                 }
                 if this.write_pos() == this.written_end.get() {
                     // Idle: only an append (or stop) brings work.
-                    let _ = this.await_writes(&mut writes, wake, None).await;
+                    wake.await;
                     continue;
                 }
             }
@@ -146,9 +145,8 @@ impl CommitLog {
     /// The syncer (ASYNC_FLUSH only; under SYNC_FLUSH every write is durable when it
     /// completes): runs until [`CommitLog::stop`] once the writer has stopped and everything
     /// written is durable (or an fdatasync failed while stopping).
-    pub async fn run_syncer(self: Rc<Self>) {
+    async fn run_syncer(self: Rc<Self>) {
         debug_assert!(!self.sync_mode(), "SYNC_FLUSH needs no syncer");
-        self.syncer_running.set(true);
         loop {
             let stopping = self.stopping.get();
             let unsynced = self.written_end.get() != self.durability.durable();

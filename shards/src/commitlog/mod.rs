@@ -333,13 +333,14 @@ impl CommitLog {
             put_bytes(&mut st, seg_start, &record);
         }
         let end = st.write_pos;
-        // A full block (any but the last) is written as soon as the writer sees it.
-        let due = st.regions.len() > 1
-            || st.regions.iter().map(|r| r.buf.len()).sum::<usize>()
-                >= self.cfg.flush_threshold_bytes;
+        // SYNC_FLUSH: every append wakes the writer. ASYNC_FLUSH: a full block (any but the
+        // last) is written as soon as the writer sees it, the open one at the threshold.
+        let filled_buffer = self.cfg.flush_mode == FlushMode::Async
+            && (st.regions.len() > 1
+                || st.regions.iter().map(|r| r.buf.len()).sum::<usize>()
+                    >= self.cfg.flush_threshold_bytes);
         drop(st);
-        let filled_buffer = self.cfg.flush_mode == FlushMode::Async && due;
-        if self.cfg.flush_mode == FlushMode::Sync || due {
+        if self.cfg.flush_mode == FlushMode::Sync || filled_buffer {
             self.flush_requested.notify_all();
         }
         Ok(Appended {
@@ -361,7 +362,7 @@ impl CommitLog {
     }
 
     /// Times out durability waiters past their deadline; sleeps while there are none.
-    pub async fn run_deadline_tick(self: Rc<Self>) {
+    async fn run_deadline_tick(self: Rc<Self>) {
         while !self.stopping.get() {
             if self.durability.has_waiters() {
                 crate::runtime::sleep(DEADLINE_TICK).await;

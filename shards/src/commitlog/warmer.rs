@@ -30,7 +30,7 @@ pub const WARM_STEP: u64 = 256 << 10;
 
 impl CommitLog {
     /// The warming task: runs until [`CommitLog::stop`]. Does nothing when warming is off.
-    pub async fn run_warmer(self: Rc<Self>) {
+    pub(super) async fn run_warmer(self: Rc<Self>) {
         if self.cfg.warm_ahead_bytes == 0 {
             return;
         }

@@ -43,6 +43,32 @@ impl Default for RuntimeConfig {
     }
 }
 
+/// Freed heap memory below this is kept for reuse instead of going back to the kernel.
+const RETAINED_FREE_BYTES: i32 = 256 * 1024 * 1024;
+/// Allocations up to this size come from the heap, not a fresh mapping each: the largest
+/// commitlog block (16 MiB) fits. 32 MiB is glibc's ceiling for this setting.
+const LARGEST_HEAP_ALLOCATION: i32 = 32 * 1024 * 1024;
+
+/// Keeps freed block memory in the process. Every commitlog block is a fresh aligned allocation
+/// (glommio's DMA buffers cannot be reused once trimmed to a write's length), and with glibc's
+/// defaults a freed block of a few MiB goes back to the kernel, so the next block's pages fault
+/// in zeroed while records are copied into them: on store_bench SYNC_FLUSH with 1024 appenders
+/// 224 k page faults and 4.4 us of CPU per append, vs 26 k and 2.7 us with these settings
+/// (2026-11-22). Resident memory then stays at its peak instead of shrinking after a burst;
+/// the peak is still bounded by the tail cache and the blocks in flight.
+fn retain_freed_memory() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: mallopt only changes the allocator's tuning parameters; it is called once,
+        // before the shard threads start allocating.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, LARGEST_HEAP_ALLOCATION);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, RETAINED_FREE_BYTES);
+        }
+    });
+}
+
 pub fn available_cores() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
@@ -124,6 +150,7 @@ where
     Fut: Future<Output = T> + 'static,
     T: Send + 'static,
 {
+    retain_freed_memory();
     let shards = config.shards.max(1);
     let (senders, inboxes): (Vec<_>, Vec<_>) = (0..shards)
         .map(|_| async_channel::bounded::<M>(MESH_CHANNEL_CAPACITY))
@@ -191,6 +218,7 @@ where
     Fut: Future<Output = T> + 'static,
     T: Send + 'static,
 {
+    retain_freed_memory();
     LocalExecutorBuilder::new(Placement::Unbound)
         .io_memory(io_memory_bytes)
         .spawn(main)

@@ -9,6 +9,16 @@ use super::{binary_header, json_header};
 /// `com.rocketmq.remoting.frameMaxLength`.
 pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
 
+/// Bytes of the whole frame at the front of `buf` (length field included), once its length
+/// field has arrived and is within bounds; [`decode`] reports a bad one.
+pub fn total_len(buf: &[u8]) -> Option<usize> {
+    let len = buf.get(..4)?;
+    let length = usize::try_from(i32::from_be_bytes([len[0], len[1], len[2], len[3]])).ok()?;
+    (4..=MAX_FRAME_BYTES)
+        .contains(&length)
+        .then_some(4 + length)
+}
+
 /// Takes one whole frame off the front of `buf`, or `Ok(None)` when more bytes are needed.
 /// The body is split off without copying.
 pub fn decode(buf: &mut BytesMut) -> Result<Option<RemotingCommand>, Error> {

@@ -282,18 +282,19 @@ fn decode_batch(
         return Err(bad("no messages"));
     }
     let props: std::sync::Arc<str> = props.into();
-    members
-        .into_iter()
-        .map(|(body, flag, range)| {
-            Ok(MessageInput {
-                body,
-                flag,
-                properties: SharedStr::slice(&props, range)
-                    .ok_or_else(|| bad("properties split a character"))?,
-                ..base.clone()
-            })
-        })
-        .collect()
+    // Filled in a loop: collecting `Result`s gives no size hint, and the list grew by
+    // reallocation (~3 % of the broker's CPU on 128-message batches, perf 2026-11-22).
+    let mut out = Vec::with_capacity(members.len());
+    for (body, flag, range) in members {
+        out.push(MessageInput {
+            body,
+            flag,
+            properties: SharedStr::slice(&props, range)
+                .ok_or_else(|| bad("properties split a character"))?,
+            ..base.clone()
+        });
+    }
+    Ok(out)
 }
 
 /// How many records a batch body holds, by their length fields (a bad length stops the

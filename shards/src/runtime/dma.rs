@@ -187,7 +187,13 @@ pub struct DmaFile {
 thread_local! {
     /// Devices (st_dev) whose io_uring poll support this thread's executor has already probed.
     static PROBED_DEVICES: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+    /// One probe at a time per thread: an open that arrives during a probe waits for its
+    /// answer instead of opening first or probing alongside it.
+    static PROBE_LOCK: Rc<glommio::sync::Semaphore> = Rc::new(glommio::sync::Semaphore::new(1));
 }
+
+/// Distinguishes probe files, so one probe's cleanup never removes another's file.
+static PROBE_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// glommio decides once per thread and device whether to send I/O through the io_uring poll
 /// ring, by reading the first block of the first DMA file opened there. If that block was never
@@ -199,13 +205,19 @@ async fn probe_device_once(dir: &Path) {
     let Ok(dev) = std::fs::metadata(dir).map(|m| m.dev()) else {
         return;
     };
-    if PROBED_DEVICES.with(|p| p.borrow().contains(&dev)) {
+    let probed = || PROBED_DEVICES.with(|p| p.borrow().contains(&dev));
+    if probed() {
+        return;
+    }
+    let lock = PROBE_LOCK.with(Rc::clone);
+    let _permit = lock.acquire_permit(1).await;
+    if probed() {
         return;
     }
     let probe = dir.join(format!(
-        ".dma-probe-{}-{:?}",
+        ".dma-probe-{}-{}",
         std::process::id(),
-        std::thread::current().id()
+        PROBE_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     if std::fs::write(&probe, vec![0xA5u8; ALIGN as usize]).is_ok() {
         if let Ok(f) = OpenOptions::new().read(true).dma_open(&probe).await {
@@ -347,5 +359,57 @@ fn into_io(e: glommio::GlommioError<()>) -> io::Error {
     match e {
         glommio::GlommioError::IoError(e) => e,
         other => io::Error::other(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Many first opens on one thread at once, in a directory this thread has not probed: the
+    /// probe runs once and every open succeeds. Before, each open ran its own probe on one
+    /// shared file name, and one open's cleanup could delete the file under another's open
+    /// (glommio panicked on the vanished path; found by `bench/fio-compare.sh`, 2026-11-22).
+    #[test]
+    fn concurrent_first_opens_on_one_thread_share_one_probe() {
+        // Each round is a fresh executor thread, which has probed nothing yet.
+        for step_us in [10u64, 15, 20, 25, 30, 40, 50, 60] {
+            first_opens_race(step_us);
+        }
+    }
+
+    fn first_opens_race(step_us: u64) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path().to_path_buf();
+        let opened = crate::runtime::run_local(
+            crate::runtime::DEFAULT_IO_MEMORY_BYTES,
+            move || async move {
+                let opens = (0..32).map(|i| {
+                    let path = root.join(format!("f{i}"));
+                    crate::runtime::spawn_joinable(async move {
+                        // Staggered start times, so later opens arrive while earlier probes
+                        // wait on their I/O. Only how often the race is exercised depends on
+                        // timing; what is checked does not.
+                        crate::runtime::sleep(std::time::Duration::from_micros(step_us * i)).await;
+                        DmaFile::open_rw(&path, None).await.is_ok()
+                    })
+                });
+                let mut ok = 0;
+                for o in opens.collect::<Vec<_>>() {
+                    if o.await == Some(true) {
+                        ok += 1;
+                    }
+                }
+                ok
+            },
+        )
+        .expect("executor");
+        assert_eq!(opened, 32, "stagger {step_us} us");
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".dma-probe"))
+            .collect();
+        assert!(leftovers.is_empty(), "probe files left: {leftovers:?}");
     }
 }

@@ -254,9 +254,11 @@ impl CommitLog {
                 context: format!("segment {}", c.segment_start),
                 source: e,
             })?;
-        self.stats
-            .borrow_mut()
-            .wrote(started.elapsed().as_micros() as u64);
+        let took = started.elapsed();
+        self.stats.borrow_mut().wrote(took.as_micros() as u64);
+        self.read_credit.earn(took);
+        // Reads waiting for credit (`read_may_start`).
+        self.disk_read_done.notify_all();
         Ok(())
     }
 
@@ -434,6 +436,11 @@ impl CommitLog {
         }
         self.sync_requested.notify_all();
         self.pending_freed.notify_all();
+        if self.write_pos() == end {
+            self.read_credit.idle();
+            // Reads in debt wait for idle time from here (`CommitLog::read`).
+            self.disk_read_done.notify_all();
+        }
     }
 
     /// After a failed write, once no write is under way: every chunk not advanced over goes

@@ -269,6 +269,17 @@ fn push_int(out: &mut Vec<u8>, n: i64) {
 pub fn push_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let bytes = s.as_bytes();
+    // Most strings (ids, topics, a batch's 128 comma-joined message ids) need no escape: a
+    // branch-free test of whole chunks finds that without the byte-by-byte loop below (2.4 % of
+    // the broker's CPU on 128-message batch sends, perf 2026-11-22).
+    if !bytes
+        .chunks(32)
+        .any(|c| c.iter().fold(false, |esc, &b| esc | needs_escape(b)))
+    {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     let mut clean_from = 0;
     // Multi-byte UTF-8 sequences only contain bytes >= 0x80, so scanning bytes is enough.
     for (i, &b) in bytes.iter().enumerate() {
@@ -299,6 +310,10 @@ pub fn push_str(out: &mut Vec<u8>, s: &str) {
     }
     out.extend_from_slice(&bytes[clean_from..]);
     out.push(b'"');
+}
+
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
 }
 
 #[cfg(test)]

@@ -81,6 +81,10 @@ impl CommitLog {
                     if stopping {
                         break;
                     }
+                    // The device is ours to read from while the writer backs off: a failing
+                    // disk must not also starve reads of old data (`CommitLog::read`).
+                    this.read_credit.earn_idle(FAILURE_BACKOFF);
+                    this.disk_read_done.notify_all();
                     crate::runtime::sleep(FAILURE_BACKOFF).await;
                     continue;
                 }
@@ -248,17 +252,17 @@ impl CommitLog {
             .await?;
         self.wait_warm_clear(c.base, c.padded_end()).await;
         let started = std::time::Instant::now();
-        file.write_shared(c.base - c.segment_start, &c.buf)
-            .await
-            .map_err(|e| StoreError::Io {
-                context: format!("segment {}", c.segment_start),
-                source: e,
-            })?;
+        let written = file.write_shared(c.base - c.segment_start, &c.buf).await;
         let took = started.elapsed();
-        self.stats.borrow_mut().wrote(took.as_micros() as u64);
+        // A failed write took device time too: reads earn their share of it either way.
         self.read_credit.earn(took);
         // Reads waiting for credit (`read_may_start`).
         self.disk_read_done.notify_all();
+        written.map_err(|e| StoreError::Io {
+            context: format!("segment {}", c.segment_start),
+            source: e,
+        })?;
+        self.stats.borrow_mut().wrote(took.as_micros() as u64);
         Ok(())
     }
 

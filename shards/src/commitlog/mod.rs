@@ -573,6 +573,11 @@ impl ReadCredit {
         self.add((took.as_micros() * share / whole).min(i64::MAX as u128) as i64);
     }
 
+    /// The writer leaves the device alone for `d` (backing off after a failure).
+    fn earn_idle(&self, d: Duration) {
+        self.add(d.as_micros().min(i64::MAX as u128) as i64);
+    }
+
     fn spend(&self, took: Duration) {
         self.add(-(took.as_micros().min(i64::MAX as u128) as i64));
     }
@@ -725,6 +730,65 @@ mod tests {
             })
             .expect("executor");
         }
+    }
+
+    /// A disk that fails every write does not also starve reads of old data: with SYNC_FLUSH
+    /// appends waiting on writes that keep failing, every old record still reads back.
+    #[test]
+    fn reads_of_old_data_finish_while_every_write_fails() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = config(dir.path(), 1);
+        let reopen = cfg.clone();
+        let (old, end) = crate::runtime::run_local(1 << 20, move || async move {
+            let cl = CommitLog::new(cfg, 0, Vec::new(), None);
+            cl.start_tasks();
+            let mut old = Vec::new();
+            for i in 0..12u64 {
+                let data = vec![(i % 251) as u8; 5000 + i as usize];
+                let a = cl
+                    .append(data.len(), |dst, _| dst.copy_from_slice(&data))
+                    .expect("append");
+                cl.wait_durable(&a, Duration::from_secs(30))
+                    .await
+                    .expect("durable");
+                old.push((a.physical_offset, data));
+            }
+            cl.stop().await;
+            (old, cl.write_pos())
+        })
+        .expect("executor");
+        let read = crate::runtime::run_local(1 << 20, move || async move {
+            let tail_page = {
+                let from = align_down(end);
+                let (phys, data) = old.last().expect("records");
+                data[(from - phys) as usize..].to_vec()
+            };
+            let faults = Rc::new(FaultInjector::new(5, 1000, 0, 0));
+            let cl = CommitLog::new(reopen, end, tail_page, Some(faults.clone()));
+            cl.start_tasks();
+            let a = cl.append(300, |dst, _| dst.fill(9)).expect("append");
+            let mut read = 0;
+            for (phys, data) in &old {
+                // A bound, so a starved read fails the test instead of hanging it.
+                let got =
+                    crate::runtime::timeout(Duration::from_secs(20), cl.read(*phys, data.len()))
+                        .await
+                        .expect("the read starved")
+                        .expect("read");
+                assert_eq!(&got[..], &data[..], "record at {phys}");
+                read += 1;
+            }
+            assert!(faults.injected() > 0, "no write was attempted");
+            assert!(
+                cl.durability.durable() < a.end,
+                "a failing write was taken as durable"
+            );
+            cl.stopping.set(true);
+            cl.flush_requested.notify_all();
+            read
+        })
+        .expect("executor");
+        assert_eq!(read, 12);
     }
 
     /// SYNC_FLUSH appends that never let up do not starve reads of old data: each read

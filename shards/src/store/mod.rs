@@ -387,20 +387,22 @@ impl Log {
             durable: self.commitlog.durability.durable(),
             dispatched: self.commitlog.write_pos(),
         };
+        // The entries' bytes move to the checkpoint thread; what is marked persisted after it
+        // (queue keys and counts) stays here. Cloning the bytes cost a copy of every entry.
         let mut queue_jobs = Vec::new();
+        let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
         for (key, q) in self.queues.borrow().iter() {
             if let Some((bytes, count)) = q.unpersisted() {
-                queue_jobs.push((key.clone(), q.path().to_path_buf(), bytes, count));
+                queue_jobs.push((key.clone(), count));
+                files.push((q.path().to_path_buf(), bytes));
             }
         }
-        let index_job = self.index.borrow().unpersisted();
+        let (index_file, index_count) = match self.index.borrow().unpersisted() {
+            Some((path, bytes, count)) => (Some((path, bytes)), Some(count)),
+            None => (None, None),
+        };
         let offsets_job = self.offsets.borrow().snapshot()?;
         let dir = self.cfg.dir.clone();
-        let files: Vec<(PathBuf, Vec<u8>)> = queue_jobs
-            .iter()
-            .map(|(_, p, b, _)| (p.clone(), b.clone()))
-            .collect();
-        let index_file = index_job.as_ref().map(|(p, b, _)| (p.clone(), b.clone()));
         let offsets_file = offsets_job.as_ref().map(|(p, j, _)| (p.clone(), j.clone()));
         crate::runtime::blocking(move || -> Result<(), StoreError> {
             for (path, bytes) in &files {
@@ -417,12 +419,12 @@ impl Log {
         .await
         .map_err(|e| StoreError::io("checkpoint thread", e))??;
         let mut queues = self.queues.borrow_mut();
-        for (key, _, _, count) in queue_jobs {
+        for (key, count) in queue_jobs {
             if let Some(q) = queues.get_mut(&key) {
                 q.mark_persisted(count);
             }
         }
-        if let Some((_, _, count)) = index_job {
+        if let Some(count) = index_count {
             self.index.borrow_mut().mark_persisted(count);
         }
         if let Some((_, _, version)) = offsets_job {

@@ -9,33 +9,35 @@ use super::{binary_header, json_header};
 /// `com.rocketmq.remoting.frameMaxLength`.
 pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
 
+/// The length field at the front of `buf`, checked against the limits; `None` until its four
+/// bytes have arrived.
+fn length_field(buf: &[u8]) -> Option<Result<usize, Error>> {
+    let b = buf.get(..4)?;
+    let length = i32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    Some(match usize::try_from(length) {
+        Err(_) => Err(Error::FrameTooSmall(0)),
+        Ok(length) if length > MAX_FRAME_BYTES => Err(Error::FrameTooLarge {
+            length,
+            limit: MAX_FRAME_BYTES,
+        }),
+        Ok(length) if length < 4 => Err(Error::FrameTooSmall(length)),
+        Ok(length) => Ok(length),
+    })
+}
+
 /// Bytes of the whole frame at the front of `buf` (length field included), once its length
 /// field has arrived and is within bounds; [`decode`] reports a bad one.
 pub fn total_len(buf: &[u8]) -> Option<usize> {
-    let len = buf.get(..4)?;
-    let length = usize::try_from(i32::from_be_bytes([len[0], len[1], len[2], len[3]])).ok()?;
-    (4..=MAX_FRAME_BYTES)
-        .contains(&length)
-        .then_some(4 + length)
+    length_field(buf)?.ok().map(|length| 4 + length)
 }
 
 /// Takes one whole frame off the front of `buf`, or `Ok(None)` when more bytes are needed.
 /// The body is split off without copying.
 pub fn decode(buf: &mut BytesMut) -> Result<Option<RemotingCommand>, Error> {
-    if buf.len() < 4 {
+    let Some(length) = length_field(buf) else {
         return Ok(None);
-    }
-    let length = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
-    let length = usize::try_from(length).map_err(|_| Error::FrameTooSmall(0))?;
-    if length > MAX_FRAME_BYTES {
-        return Err(Error::FrameTooLarge {
-            length,
-            limit: MAX_FRAME_BYTES,
-        });
-    }
-    if length < 4 {
-        return Err(Error::FrameTooSmall(length));
-    }
+    };
+    let length = length?;
     if buf.len() < 4 + length {
         buf.reserve(4 + length - buf.len());
         return Ok(None);

@@ -250,11 +250,7 @@ impl CommitLog {
             pending_freed: Notify::default(),
             disk_reads: Cell::new(0),
             disk_read_done: Notify::default(),
-            // Nothing waits to be written yet.
-            read_credit: ReadCredit {
-                micros: Cell::new(0),
-                idle_since: Cell::new(Some(std::time::Instant::now())),
-            },
+            read_credit: ReadCredit::new(),
             stopping: Cell::new(false),
             sync_requested: Notify::default(),
             flusher_done: Notify::default(),
@@ -543,14 +539,20 @@ struct ReadCredit {
 const READ_CREDIT_BOUND_US: i64 = 5_000;
 
 impl ReadCredit {
+    /// Nothing waits to be written yet.
+    fn new() -> Self {
+        Self {
+            micros: Cell::new(0),
+            idle_since: Cell::new(Some(std::time::Instant::now())),
+        }
+    }
+
     fn available(&self) -> bool {
         self.micros.get() + self.idle_micros() > 0
     }
 
     fn idle_micros(&self) -> i64 {
-        self.idle_since
-            .get()
-            .map_or(0, |t| t.elapsed().as_micros().min(i64::MAX as u128) as i64)
+        self.idle_since.get().map_or(0, |t| micros(t.elapsed()))
     }
 
     /// Idle and in debt: how long until the debt is paid.
@@ -568,18 +570,18 @@ impl ReadCredit {
 
     /// A write took `took`: reads earn their share of it.
     fn earn(&self, took: Duration) {
-        let share = crate::runtime::READ_SHARES as u128;
-        let whole = crate::runtime::WRITE_SHARES as u128;
-        self.add((took.as_micros() * share / whole).min(i64::MAX as u128) as i64);
+        let share = crate::runtime::READ_SHARES as i64;
+        let whole = crate::runtime::WRITE_SHARES as i64;
+        self.add(micros(took).saturating_mul(share) / whole);
     }
 
     /// The writer leaves the device alone for `d` (backing off after a failure).
     fn earn_idle(&self, d: Duration) {
-        self.add(d.as_micros().min(i64::MAX as u128) as i64);
+        self.add(micros(d));
     }
 
     fn spend(&self, took: Duration) {
-        self.add(-(took.as_micros().min(i64::MAX as u128) as i64));
+        self.add(-micros(took));
     }
 
     /// The writer caught up with the appends.
@@ -596,6 +598,11 @@ impl ReadCredit {
             self.idle_since.set(None);
         }
     }
+}
+
+/// `d` in whole microseconds, saturating.
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
 /// One of the `MAX_DISK_READS` slots, given back even if the reading task is dropped.
@@ -732,6 +739,23 @@ mod tests {
         }
     }
 
+    /// Appends `n` records (record `i`: `base_len + i` bytes of `i % 251`), each waited on
+    /// until durable; returns their offsets and bytes.
+    async fn append_durable(cl: &CommitLog, n: u64, base_len: usize) -> Vec<(u64, Vec<u8>)> {
+        let mut out = Vec::new();
+        for i in 0..n {
+            let data = vec![(i % 251) as u8; base_len + i as usize];
+            let a = cl
+                .append(data.len(), |dst, _| dst.copy_from_slice(&data))
+                .expect("append");
+            cl.wait_durable(&a, Duration::from_secs(30))
+                .await
+                .expect("durable");
+            out.push((a.physical_offset, data));
+        }
+        out
+    }
+
     /// A disk that fails every write does not also starve reads of old data: with SYNC_FLUSH
     /// appends waiting on writes that keep failing, every old record still reads back.
     #[test]
@@ -742,17 +766,7 @@ mod tests {
         let (old, end) = crate::runtime::run_local(1 << 20, move || async move {
             let cl = CommitLog::new(cfg, 0, Vec::new(), None);
             cl.start_tasks();
-            let mut old = Vec::new();
-            for i in 0..12u64 {
-                let data = vec![(i % 251) as u8; 5000 + i as usize];
-                let a = cl
-                    .append(data.len(), |dst, _| dst.copy_from_slice(&data))
-                    .expect("append");
-                cl.wait_durable(&a, Duration::from_secs(30))
-                    .await
-                    .expect("durable");
-                old.push((a.physical_offset, data));
-            }
+            let old = append_durable(&cl, 12, 5000).await;
             cl.stop().await;
             (old, cl.write_pos())
         })
@@ -800,17 +814,7 @@ mod tests {
         let (reads_done_early, reads) = crate::runtime::run_local(1 << 20, move || async move {
             let cl = CommitLog::new(cfg, 0, Vec::new(), None);
             cl.start_tasks();
-            let mut old = Vec::new();
-            for i in 0..40u64 {
-                let data = vec![(i % 251) as u8; 3000 + i as usize];
-                let a = cl
-                    .append(data.len(), |dst, _| dst.copy_from_slice(&data))
-                    .expect("append");
-                cl.wait_durable(&a, Duration::from_secs(30))
-                    .await
-                    .expect("durable");
-                old.push((a.physical_offset, data));
-            }
+            let old = append_durable(&cl, 40, 3000).await;
             let stop = Rc::new(Cell::new(false));
             let mut appenders = Vec::new();
             for _ in 0..8 {

@@ -7,7 +7,7 @@
 //!   completed flush (an fdatasync, or under SYNC_FLUSH the O_DSYNC write itself) may be
 //!   missing, zero, or partly written in any page order. Recovery keeps the longest prefix of
 //!   whole valid records and zeroes the rest.
-//!   Tests: `shards/tests/kill9.rs` (SIGKILL of a SYNC_FLUSH appender, 20+ times),
+//!   Tests: `shards/tests/kill9.rs` (SIGKILL of 8 concurrent SYNC_FLUSH appenders, 24 times),
 //!   `shards/tests/recovery.rs::given_a_torn_tail_*` (every cut point in the last records).
 //! - **A segment file shorter than the segment size** (a crash between creating the file and
 //!   preallocating it, or a truncated copy): its data ends where the file ends.

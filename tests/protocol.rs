@@ -450,3 +450,87 @@ fn given_a_deleted_topic_should_drop_its_queues_and_route_and_start_empty_when_r
         assert_eq!(r.field("offset"), Some("0"), "queue {q} starts empty");
     }
 }
+
+#[test]
+fn given_lookups_by_offset_and_key_should_find_records_and_refuse_bad_input_with_a_remark() {
+    let dir = temp_store();
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let mut c = Client::connect(&broker.broker_addr);
+    create_topic(&mut c, "Lookups", 2);
+    let mut offsets = Vec::new();
+    for q in 0..2 {
+        let props = format!("KEYS\u{1}order-7 other\u{2}UNIQ_KEY\u{1}UNIQ{q}");
+        let r = c.call(send_v2(
+            "Lookups",
+            q,
+            format!("body-{q}").as_bytes(),
+            &props,
+        ));
+        assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+        let id = r.field("msgId").expect("msgId");
+        offsets.push(i64::from_str_radix(&id[16..], 16).expect("hex offset"));
+    }
+    let view = |offset: String| {
+        RemotingCommand::request(rq::VIEW_MESSAGE_BY_ID, 0).with_field("offset", offset)
+    };
+    for (q, off) in offsets.iter().enumerate() {
+        let r = c.call(view(off.to_string()));
+        assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+        let rec = decode(&r.body).expect("one stored record");
+        assert_eq!(rec.body.as_ref(), format!("body-{q}").as_bytes());
+        assert_eq!(rec.physical_offset, *off);
+    }
+    for bad in [
+        (-1i64).to_string(),
+        (offsets[0] + 1).to_string(),
+        (0xFFFFi64 << 48).to_string(),
+        i64::MAX.to_string(),
+        "not-a-number".to_string(),
+    ] {
+        let r = c.call(view(bad.clone()));
+        assert_eq!(r.code, rs::SYSTEM_ERROR, "offset {bad}");
+        assert!(
+            r.remark.is_some_and(|m| !m.is_empty()),
+            "offset {bad}: a remark says why"
+        );
+    }
+
+    let query = |key: &str, max: &str| {
+        RemotingCommand::request(rq::QUERY_MESSAGE, 0)
+            .with_field("topic", "Lookups")
+            .with_field("key", key)
+            .with_field("maxNum", max)
+            .with_field("beginTimestamp", 0)
+            .with_field("endTimestamp", i64::MAX)
+    };
+    let r = c.call(query("order-7", "32"));
+    assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+    assert!(r.field("indexLastUpdateTimestamp").is_some());
+    let mut bodies: Vec<Vec<u8>> = records(&r.body).iter().map(|m| m.body.to_vec()).collect();
+    bodies.sort();
+    assert_eq!(
+        bodies,
+        vec![b"body-0".to_vec(), b"body-1".to_vec()],
+        "one key of several"
+    );
+    let r = c.call(query("order-7", "1"));
+    assert_eq!(records(&r.body).len(), 1, "maxNum caps the answer");
+    let r = c.call(query("UNIQ1", "32").with_field("_UNIQUE_KEY_QUERY", "true"));
+    assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+    assert_eq!(records(&r.body)[0].body.as_ref(), b"body-1");
+    for (key, max) in [("nobody", "32"), ("order-7", "0")] {
+        let r = c.call(query(key, max));
+        assert_eq!(r.code, rs::QUERY_NOT_FOUND, "{key} {max}");
+    }
+    let r = c.call(query("order-7", "many"));
+    assert_eq!(r.code, rs::SYSTEM_ERROR);
+    let r = c.call(RemotingCommand::request(rq::QUERY_MESSAGE, 0).with_field("topic", "Lookups"));
+    assert_eq!(
+        r.code,
+        rs::SYSTEM_ERROR,
+        "a missing field is an error, not a panic"
+    );
+    // Still serving.
+    let r = c.call(view(offsets[1].to_string()));
+    assert_eq!(r.code, rs::SUCCESS);
+}

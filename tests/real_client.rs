@@ -1078,3 +1078,123 @@ async fn e2e_sigkill_keeps_acknowledged_messages() {
     .await
     .expect("t5 timed out");
 }
+
+/// An offset message id (§4.5) with `delta` added to its commit-log offset: the last 16 hex
+/// digits are the offset.
+fn shifted_offset_msg_id(id: &str, delta: u64) -> String {
+    let (host, offset) = id.split_at(id.len() - 16);
+    let offset = u64::from_str_radix(offset, 16).expect("hex offset in an offset message id");
+    format!("{host}{:016X}", offset + delta)
+}
+
+/// Lookups the way `mqadmin queryMsgById` / `queryMsgByKey` and a producer's viewMessage /
+/// queryMessage make them: by offset message id (VIEW_MESSAGE_BY_ID) and by key (QUERY_MESSAGE),
+/// over queues on both shards' logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_view_by_id_and_query_by_key() {
+    let _serial = SERIAL.lock().await;
+    timeout(Duration::from_secs(120), async {
+        const TOPIC: &str = "RcE2eT7Topic";
+        const KEYS: usize = 20;
+        let store = common::temp_store();
+        let mut broker = start_broker(store.path());
+        let env = ClientEnv::new("t7");
+        let mut producer = env.producer(&broker.namesrv_addr, "rc_e2e_t7_pg", 0).await;
+
+        // Every key is carried by two messages; sends rotate over the topic's queues, which
+        // sit on both shards' logs.
+        let mut sent: Vec<(Spec, SendResult)> = Vec::new();
+        for i in 0..2 * KEYS {
+            let s = Spec {
+                tag: "TagA".to_string(),
+                key: format!("t7-key-{}", i % KEYS),
+                body: format!("t7-body-{i}"),
+            };
+            let r = producer
+                .send(build_message(TOPIC, &s))
+                .await
+                .expect("send")
+                .expect("a synchronous send returns a SendResult");
+            check_send_result(&r);
+            sent.push((s, r));
+        }
+        let queues: HashSet<i32> = sent
+            .iter()
+            .filter_map(|(_, r)| r.message_queue.as_ref().map(|q| q.queue_id()))
+            .collect();
+        assert!(
+            queues.len() > 1,
+            "t7: all sends went to one queue: {queues:?}"
+        );
+
+        for (s, r) in &sent {
+            let id = r.offset_msg_id.as_deref().expect("offsetMsgId");
+            let m = producer.view_message(TOPIC, id).await.expect("view by id");
+            assert_eq!(
+                m.message.body_slice(),
+                s.body.as_bytes(),
+                "t7: body of {id}"
+            );
+            assert_eq!(
+                m.message.property("KEYS"),
+                Some(s.key.as_str()),
+                "t7: keys of {id}"
+            );
+            assert_eq!(m.msg_id.to_string(), id, "t7: the record names its own id");
+        }
+        // An id whose offset is inside a record, not at its start, finds nothing.
+        let inside = shifted_offset_msg_id(sent[0].1.offset_msg_id.as_deref().expect("id"), 1);
+        assert!(
+            producer.view_message(TOPIC, &inside).await.is_err(),
+            "t7: {inside} is not a record start"
+        );
+
+        let end = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_millis() as u64
+            + 60_000;
+        for k in 0..KEYS {
+            let key = format!("t7-key-{k}");
+            let result = producer
+                .query_message(TOPIC, &key, 32, 0, end)
+                .await
+                .expect("query by key");
+            let mut got: Vec<Vec<u8>> = result
+                .message_list()
+                .iter()
+                .map(|m| m.message.body_slice().to_vec())
+                .collect();
+            got.sort();
+            let mut want: Vec<Vec<u8>> = sent
+                .iter()
+                .filter(|(s, _)| s.key == key)
+                .map(|(s, _)| s.body.as_bytes().to_vec())
+                .collect();
+            want.sort();
+            assert_eq!(got, want, "t7: messages with key {key}");
+        }
+        assert!(
+            producer
+                .query_message(TOPIC, "t7-no-such-key", 32, 0, end)
+                .await
+                .is_err(),
+            "t7: a key nobody sent finds nothing"
+        );
+        assert!(
+            producer
+                .query_message(TOPIC, "t7-key-0", 32, 0, 1_000)
+                .await
+                .is_err(),
+            "t7: nothing was stored before 1970 + 1 s"
+        );
+
+        timeout(Duration::from_secs(30), producer.shutdown())
+            .await
+            .expect("producer shutdown timed out");
+        env.shutdown().await;
+        tokio::task::block_in_place(|| broker.stop_clean());
+    })
+    .await
+    .expect("t7 timed out");
+}

@@ -85,6 +85,18 @@ impl Placement {
         changed
     }
 
+    /// The logs holding any queue of `topic`, each once, in id order.
+    pub fn logs_of_topic(&self, topic: &str) -> Vec<u16> {
+        let mut logs: Vec<u16> = self
+            .queues
+            .get(topic)
+            .map(|q| q.values().copied().collect())
+            .unwrap_or_default();
+        logs.sort_unstable();
+        logs.dedup();
+        logs
+    }
+
     pub fn remove_topic(&mut self, topic: &str) -> bool {
         self.queues.remove(topic).is_some()
     }

@@ -76,6 +76,11 @@ impl BrokerShared {
             .ok_or_else(|| format!("no placement for {topic}:{queue_id}"))
     }
 
+    /// The logs holding any queue of `topic` (none if it was never placed).
+    pub fn logs_of_topic(&self, topic: &str) -> Vec<u16> {
+        lock(&self.placement).logs_of_topic(topic)
+    }
+
     pub fn owner_shard(&self, log_id: u16) -> usize {
         shard_of_log(log_id, self.shards)
     }

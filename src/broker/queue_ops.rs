@@ -5,7 +5,8 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use rocketcore_shards::message::record::MessageInput;
+use rocketcore_shards::message::record::{check, Check, MessageInput};
+use rocketcore_shards::recovery::MAX_RECORD_BYTES;
 use rocketcore_shards::runtime::{run_in, Lane};
 use rocketcore_shards::{GetResult, GetStatus, Log, PutResult, StoreError};
 
@@ -52,6 +53,15 @@ pub enum QueueOp {
     ReadAt {
         phys: u64,
     },
+    /// Records of `topic` whose KEYS or UNIQ_KEY hold `key`, stored in `[begin_ms, end_ms]`,
+    /// newest first, at most `max` (QUERY_MESSAGE).
+    QueryKey {
+        topic: String,
+        key: String,
+        max: usize,
+        begin_ms: i64,
+        end_ms: i64,
+    },
     /// Forget a deleted topic's queues and offsets in every log of the receiving shard.
     RemoveTopic {
         topic: String,
@@ -82,6 +92,7 @@ pub enum QueueReply {
     },
     Value(i64),
     Record(bytes::Bytes),
+    Records(Vec<bytes::Bytes>),
     Done,
     Failed(String),
 }
@@ -219,6 +230,19 @@ async fn execute_local(ctx: &Rc<ShardCtx>, log_id: u16, op: QueueOp) -> QueueRep
             Ok(b) => QueueReply::Record(b),
             Err(e) => QueueReply::Failed(e.to_string()),
         },
+        QueueOp::QueryKey {
+            topic,
+            key,
+            max,
+            begin_ms,
+            end_ms,
+        } => {
+            let query = async move { log.query_by_key(&topic, &key, max, begin_ms, end_ms).await };
+            match run_in(Lane::Reads, query).await {
+                Some(records) => QueueReply::Records(records),
+                None => QueueReply::Failed("the lookup task was cancelled".into()),
+            }
+        }
         QueueOp::EarliestTime { topic, queue_id } => {
             let min = log.min_offset(&topic, queue_id);
             QueueReply::Value(log.store_time_at(&topic, queue_id, min).await.unwrap_or(0))
@@ -226,15 +250,23 @@ async fn execute_local(ctx: &Rc<ShardCtx>, log_id: u16, op: QueueOp) -> QueueRep
     }
 }
 
+/// The record starting at `phys`. The offset comes from a client (a message id), so the bytes
+/// there must be a whole valid record naming that offset, not the middle of another one.
 async fn read_at(log: &Log, phys: u64) -> Result<bytes::Bytes, StoreError> {
+    let not_found = || StoreError::NotFound(format!("no record starts at physical offset {phys}"));
     let head = log.read_record(phys, 4).await?;
-    let size = i32::from_be_bytes([head[0], head[1], head[2], head[3]]);
-    if size < 91 {
-        return Err(StoreError::NotFound(format!(
-            "no record starts at physical offset {phys}"
-        )));
+    let size = match head.get(..4) {
+        Some(&[a, b, c, d]) => i32::from_be_bytes([a, b, c, d]),
+        _ => return Err(not_found()),
+    };
+    if !(91..=MAX_RECORD_BYTES as i32).contains(&size) {
+        return Err(not_found());
     }
-    log.read_record(phys, size as u32).await
+    let rec = log.read_record(phys, size as u32).await?;
+    match check(&rec, phys as i64) {
+        Check::Record(_) => Ok(rec),
+        _ => Err(not_found()),
+    }
 }
 
 /// RocketMQ's "in memory" test: within 40 % of physical RAM behind the commitlog head.

@@ -4,6 +4,7 @@ mod admin;
 mod clients;
 mod offsets;
 mod pull;
+mod query;
 mod send;
 
 use std::rc::Rc;
@@ -71,6 +72,8 @@ async fn dispatch(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand, conn: &Conn) -> Rep
         rq::UPDATE_AND_CREATE_TOPIC => admin::create_topic(ctx, cmd).await,
         rq::DELETE_TOPIC_IN_BROKER => admin::delete_topic(ctx, cmd).await,
         rq::GET_ALL_TOPIC_CONFIG => admin::all_topic_config(ctx, cmd),
+        rq::QUERY_MESSAGE => query::by_key(ctx, cmd).await,
+        rq::VIEW_MESSAGE_BY_ID => query::view_by_id(ctx, cmd).await,
         other => Err(Reject::new(
             rs::REQUEST_CODE_NOT_SUPPORTED,
             format!("request code {other} not supported"),

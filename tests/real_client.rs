@@ -39,6 +39,8 @@ use rocketmq_client_rust::ClientRuntime;
 use rocketmq_client_rust::ClientRuntimeConfig;
 use rocketmq_client_rust::ConsumeConcurrentlyContext;
 use rocketmq_client_rust::ConsumeConcurrentlyStatus;
+use rocketmq_client_rust::ConsumeOrderlyContext;
+use rocketmq_client_rust::ConsumeOrderlyStatus;
 use rocketmq_client_rust::DefaultMQProducer;
 use rocketmq_client_rust::DefaultMQPushConsumer;
 use rocketmq_client_rust::MQPushConsumer;
@@ -1197,4 +1199,101 @@ async fn e2e_view_by_id_and_query_by_key() {
     })
     .await
     .expect("t7 timed out");
+}
+
+/// An orderly consumer (MessageListenerOrderly, CLUSTERING) consumes only the queues it has
+/// locked on the broker (LOCK_BATCH_MQ): it receives every message, each key's in send order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_orderly_consumer_locks_its_queues_and_keeps_each_keys_order() {
+    let _serial = SERIAL.lock().await;
+    timeout(Duration::from_secs(120), async {
+        const TOPIC: &str = "RcE2eT8Topic";
+        const KEYS: usize = 8;
+        const PER_KEY: usize = 25;
+        let store = common::temp_store();
+        let mut broker = start_broker(store.path());
+        let env = ClientEnv::new("t8");
+        let mut producer = env.producer(&broker.namesrv_addr, "rc_e2e_t8_pg", 0).await;
+        // Each key's messages go to one queue (chosen by key), interleaved with other keys'.
+        for seq in 0..PER_KEY {
+            for k in 0..KEYS {
+                let msg = Message::builder()
+                    .topic(TOPIC)
+                    .tags("TagA")
+                    .key(format!("order-{k}").as_str())
+                    .body_slice(format!("{k}:{seq}").as_bytes())
+                    .build_unchecked();
+                let by_key =
+                    |mqs: &[MessageQueue], _: &Message, k: &usize| mqs.get(k % mqs.len()).cloned();
+                let r = producer
+                    .send_with_selector(msg, by_key, k)
+                    .await
+                    .expect("send")
+                    .expect("a synchronous send returns a SendResult");
+                check_send_result(&r);
+            }
+        }
+
+        let seen: Arc<Mutex<HashMap<usize, Vec<usize>>>> = Arc::default();
+        let all_seen = Arc::new(tokio::sync::Notify::new());
+        let listener = {
+            let (seen, all_seen) = (Arc::clone(&seen), Arc::clone(&all_seen));
+            move |msgs: &[&MessageExt],
+                  _: &mut ConsumeOrderlyContext|
+                  -> ClientResult<ConsumeOrderlyStatus> {
+                let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+                for m in msgs {
+                    let body = String::from_utf8_lossy(m.message.body_slice()).to_string();
+                    let (k, seq) = body.split_once(':').expect("body k:seq");
+                    let (k, seq) = (k.parse().expect("key"), seq.parse().expect("seq"));
+                    seen.entry(k).or_default().push(seq);
+                }
+                if seen.values().map(Vec::len).sum::<usize>() >= KEYS * PER_KEY {
+                    all_seen.notify_one();
+                }
+                Ok(ConsumeOrderlyStatus::Success)
+            }
+        };
+        let mut consumer = DefaultMQPushConsumer::builder(Arc::clone(&env.runtime))
+            .client_config(env.client_config(&broker.namesrv_addr, "consumer"))
+            .consumer_group("rc_e2e_t8_cg")
+            .message_model(MessageModel::Clustering)
+            .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
+            .await_termination_millis_when_shutdown(10_000)
+            .build();
+        consumer.subscribe(TOPIC, "*").await.expect("subscribe");
+        consumer.register_message_listener_orderly(listener);
+        consumer.start().await.expect("consumer start");
+        timeout(Duration::from_secs(60), all_seen.notified())
+            .await
+            .unwrap_or_else(|_| {
+                let n: usize = seen
+                    .lock()
+                    .map(|s| s.values().map(Vec::len).sum())
+                    .unwrap_or(0);
+                panic!(
+                    "t8: the orderly consumer got {n} of {} messages",
+                    KEYS * PER_KEY
+                )
+            });
+        shutdown_consumer(consumer).await;
+        {
+            let seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+            for k in 0..KEYS {
+                let want: Vec<usize> = (0..PER_KEY).collect();
+                assert_eq!(
+                    seen.get(&k),
+                    Some(&want),
+                    "t8: key {k} in send order, once each"
+                );
+            }
+        }
+        timeout(Duration::from_secs(30), producer.shutdown())
+            .await
+            .expect("producer shutdown timed out");
+        env.shutdown().await;
+        tokio::task::block_in_place(|| broker.stop_clean());
+    })
+    .await
+    .expect("t8 timed out");
 }

@@ -4,6 +4,7 @@
 pub mod consumers;
 pub mod groups;
 pub mod handlers;
+pub mod queue_locks;
 pub mod queue_ops;
 pub(crate) mod register;
 mod startup;
@@ -34,6 +35,7 @@ pub struct BrokerShared {
     pub topics: Mutex<TopicTable>,
     pub groups: Mutex<SubscriptionGroups>,
     pub consumers: Mutex<ConsumerManager>,
+    pub queue_locks: Mutex<queue_locks::QueueLocks>,
     pub placement: Mutex<Placement>,
     pub shards: usize,
     /// brokerIP1:listenPort, known once the listener is bound.

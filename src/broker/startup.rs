@@ -71,6 +71,7 @@ pub fn run(cfg: BrokerConfig) -> Result<(), StartError> {
         topics: Mutex::new(topics),
         groups: Mutex::new(groups),
         consumers: Mutex::new(ConsumerManager::default()),
+        queue_locks: Mutex::new(Default::default()),
         placement: Mutex::new(placement),
         shards,
         store_host: OnceLock::new(),

@@ -1,9 +1,11 @@
-//! HEART_BEAT, UNREGISTER_CLIENT, GET_CONSUMER_LIST_BY_GROUP and connection close (§3.4, §3.5).
+//! HEART_BEAT, UNREGISTER_CLIENT, GET_CONSUMER_LIST_BY_GROUP, LOCK_BATCH_MQ / UNLOCK_BATCH_MQ and
+//! connection close (§3.4, §3.5).
 
 use std::rc::Rc;
 
 use super::{required, Reject, Reply};
 use crate::broker::consumers::parse_heartbeat;
+use crate::broker::queue_locks::{LockBatchBody, LockBatchReply};
 use crate::broker::topics::{TopicConfig, PERM_READ, PERM_WRITE};
 use crate::broker::{lock, ShardCtx};
 use crate::net::Conn;
@@ -75,6 +77,34 @@ pub fn consumer_list(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
     }
     let body = serde_json::json!({ "consumerIdList": ids }).to_string();
     Ok(RemotingCommand::response_to(cmd, rs::SUCCESS).with_body(body.into_bytes()))
+}
+
+fn lock_body(cmd: &RemotingCommand) -> Result<LockBatchBody, Reject> {
+    serde_json::from_slice(&cmd.body)
+        .map_err(|e| Reject::new(rs::SYSTEM_ERROR, format!("bad lock request body: {e}")))
+}
+
+/// LOCK_BATCH_MQ: the queues of the body now held by its client (orderly consumers).
+pub fn lock_batch(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
+    let req = lock_body(cmd)?;
+    let granted = lock(&ctx.shared.queue_locks).lock(
+        &req.consumer_group,
+        &req.client_id,
+        &req.mq_set,
+        std::time::Instant::now(),
+    );
+    let body = serde_json::to_vec(&LockBatchReply {
+        lock_ok_mq_set: &granted,
+    })
+    .map_err(|e| Reject::new(rs::SYSTEM_ERROR, e.to_string()))?;
+    Ok(RemotingCommand::response_to(cmd, rs::SUCCESS).with_body(body))
+}
+
+/// UNLOCK_BATCH_MQ: frees the body's queues its client holds.
+pub fn unlock_batch(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
+    let req = lock_body(cmd)?;
+    lock(&ctx.shared.queue_locks).unlock(&req.consumer_group, &req.client_id, &req.mq_set);
+    Ok(RemotingCommand::response_to(cmd, rs::SUCCESS))
 }
 
 pub fn connection_closed(ctx: &Rc<ShardCtx>, conn: &Conn) {

@@ -68,6 +68,8 @@ async fn dispatch(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand, conn: &Conn) -> Rep
         rq::HEART_BEAT => clients::heartbeat(ctx, cmd, conn),
         rq::UNREGISTER_CLIENT => clients::unregister(ctx, cmd),
         rq::GET_CONSUMER_LIST_BY_GROUP => clients::consumer_list(ctx, cmd),
+        rq::LOCK_BATCH_MQ => clients::lock_batch(ctx, cmd),
+        rq::UNLOCK_BATCH_MQ => clients::unlock_batch(ctx, cmd),
         rq::CONSUMER_SEND_MSG_BACK => send::send_back(ctx, cmd).await,
         rq::UPDATE_AND_CREATE_TOPIC => admin::create_topic(ctx, cmd).await,
         rq::DELETE_TOPIC_IN_BROKER => admin::delete_topic(ctx, cmd).await,

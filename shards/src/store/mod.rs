@@ -5,7 +5,7 @@ mod config;
 mod get;
 mod open;
 
-pub use config::{LogConfig, StoreLimits};
+pub use config::{LogConfig, StoreLimits, DEFAULT_DELAY_LEVELS_MS, SCHEDULE_TOPIC};
 pub use get::{GetResult, GetStatus};
 
 use std::cell::{Cell, RefCell};
@@ -20,7 +20,6 @@ use crate::consume_queue::{ConsumeQueue, CqEntry};
 use crate::error::StoreError;
 use crate::flush::Notify;
 use crate::index::{IndexEntry, KeyIndex};
-use crate::message::hash::tag_code;
 use crate::message::properties::{self, KEYS, TAGS, UNIQ_KEY};
 use crate::message::record::{MessageInput, MAX_TOPIC_BYTES};
 use crate::offsets::ConsumerOffsets;
@@ -163,7 +162,7 @@ impl Log {
                 cq.push(CqEntry {
                     phys: a.physical_offset,
                     size: len as u32,
-                    tag_code: tag_code(tags),
+                    tag_code: self.cfg.cq_tag_code(&m.topic, m.queue_id, store_ts, tags),
                 });
                 index_keys(
                     &mut index,

@@ -14,7 +14,6 @@ use crate::consume_queue::{ConsumeQueue, CqEntry};
 use crate::error::StoreError;
 use crate::flush::Notify;
 use crate::index::{IndexEntry, KeyIndex};
-use crate::message::hash::tag_code;
 use crate::message::properties::{self, KEYS, TAGS, UNIQ_KEY};
 use crate::offsets::ConsumerOffsets;
 use crate::recovery::{recover_commitlog, RecoveredLog};
@@ -138,7 +137,7 @@ impl Log {
             q.push(CqEntry {
                 phys,
                 size,
-                tag_code: tag_code(tags),
+                tag_code: cfg.cq_tag_code(&rec.topic, rec.queue_id, rec.store_timestamp, tags),
             });
             super::index_keys(
                 &mut index,

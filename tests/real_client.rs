@@ -1297,3 +1297,133 @@ async fn e2e_orderly_consumer_locks_its_queues_and_keeps_each_keys_order() {
     .await
     .expect("t8 timed out");
 }
+
+/// Delayed delivery: a message sent with delay level 1 reaches the consumer no sooner than 1 s
+/// after it was sent, on its own topic; a message the listener asks to reconsume later comes
+/// back no sooner than 10 s later (level 3, RocketMQ's first retry delay), with reconsumeTimes 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_delay_level_and_retry_backoff() {
+    let _serial = SERIAL.lock().await;
+    timeout(Duration::from_secs(120), async {
+        const TOPIC: &str = "RcE2eT9Topic";
+        let store = common::temp_store();
+        let mut broker = start_broker(store.path());
+        let env = ClientEnv::new("t9");
+        let mut producer = env.producer(&broker.namesrv_addr, "rc_e2e_t9_pg", 0).await;
+
+        type Arrival = (String, i32, String, Instant);
+        let arrivals: Arc<Mutex<Vec<Arrival>>> = Arc::default();
+        let arrived = Arc::new(tokio::sync::Notify::new());
+        let listener = {
+            let (arrivals, arrived) = (Arc::clone(&arrivals), Arc::clone(&arrived));
+            move |msgs: &[&MessageExt],
+                  _: &ConsumeConcurrentlyContext|
+                  -> ClientResult<ConsumeConcurrentlyStatus> {
+                let mut later = false;
+                let mut a = arrivals.lock().unwrap_or_else(|p| p.into_inner());
+                for m in msgs {
+                    let body = String::from_utf8_lossy(m.message.body_slice()).to_string();
+                    later |= body == "retry-me" && m.reconsume_times == 0;
+                    a.push((
+                        body,
+                        m.reconsume_times,
+                        m.message.topic().to_string(),
+                        Instant::now(),
+                    ));
+                }
+                arrived.notify_one();
+                Ok(if later {
+                    ConsumeConcurrentlyStatus::ReconsumeLater
+                } else {
+                    ConsumeConcurrentlyStatus::ConsumeSuccess
+                })
+            }
+        };
+        let mut consumer = DefaultMQPushConsumer::builder(Arc::clone(&env.runtime))
+            .client_config(env.client_config(&broker.namesrv_addr, "consumer"))
+            .consumer_group("rc_e2e_t9_cg")
+            .message_model(MessageModel::Clustering)
+            .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
+            .await_termination_millis_when_shutdown(10_000)
+            .build();
+        consumer.subscribe(TOPIC, "*").await.expect("subscribe");
+        consumer.register_message_listener_concurrently(listener);
+        consumer.start().await.expect("consumer start");
+
+        let send = |body: &'static str, level: Option<i32>| {
+            let mut b = Message::builder()
+                .topic(TOPIC)
+                .tags("TagA")
+                .body_slice(body.as_bytes());
+            if let Some(level) = level {
+                b = b.delay_level(level);
+            }
+            b.build_unchecked()
+        };
+        let wait_for = |n: usize| {
+            let (arrivals, arrived) = (Arc::clone(&arrivals), Arc::clone(&arrived));
+            async move {
+                loop {
+                    let notified = arrived.notified();
+                    if arrivals.lock().map(|a| a.len()).unwrap_or(0) >= n {
+                        return;
+                    }
+                    notified.await;
+                }
+            }
+        };
+        // Once a first message has arrived the consumer is pulling, so an undelayed message
+        // would arrive within milliseconds.
+        let r = producer.send(send("warm-up", None)).await.expect("send");
+        check_send_result(&r.expect("a synchronous send returns a SendResult"));
+        timeout(Duration::from_secs(60), wait_for(1))
+            .await
+            .expect("t9: the warm-up message did not arrive");
+        let sent_at = Instant::now();
+        for (body, level) in [("delayed", Some(1)), ("retry-me", None)] {
+            let r = producer
+                .send(send(body, level))
+                .await
+                .expect("send")
+                .expect("a synchronous send returns a SendResult");
+            check_send_result(&r);
+        }
+        // The warm-up and "delayed" once, "retry-me" twice.
+        timeout(Duration::from_secs(60), wait_for(4))
+            .await
+            .unwrap_or_else(|_| panic!("t9: arrivals {:?}", arrivals.lock().map(|a| a.clone())));
+        shutdown_consumer(consumer).await;
+
+        let a = arrivals.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let find = |body: &str, times: i32| {
+            a.iter()
+                .find(|(b, t, _, _)| b == body && *t == times)
+                .unwrap_or_else(|| panic!("t9: no {body} with reconsumeTimes {times} in {a:?}"))
+                .clone()
+        };
+        let (_, _, topic, at) = find("delayed", 0);
+        assert_eq!(topic, TOPIC, "t9: delivered on its own topic");
+        let waited = at - sent_at;
+        assert!(
+            waited >= Duration::from_millis(990),
+            "t9: delay level 1 took only {waited:?}"
+        );
+        let (_, _, _, first) = find("retry-me", 0);
+        let (_, _, topic, again) = find("retry-me", 1);
+        assert_eq!(topic, TOPIC, "t9: a retry is restored to its own topic");
+        let backoff = again - first;
+        assert!(
+            backoff >= Duration::from_millis(9_900),
+            "t9: first retry after only {backoff:?}"
+        );
+        assert_eq!(a.len(), 4, "t9: nothing delivered twice: {a:?}");
+
+        timeout(Duration::from_secs(30), producer.shutdown())
+            .await
+            .expect("producer shutdown timed out");
+        env.shutdown().await;
+        tokio::task::block_in_place(|| broker.stop_clean());
+    })
+    .await
+    .expect("t9 timed out");
+}

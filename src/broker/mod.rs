@@ -7,6 +7,7 @@ pub mod handlers;
 pub mod queue_locks;
 pub mod queue_ops;
 pub(crate) mod register;
+pub mod schedule;
 mod startup;
 pub mod topics;
 
@@ -36,6 +37,7 @@ pub struct BrokerShared {
     pub groups: Mutex<SubscriptionGroups>,
     pub consumers: Mutex<ConsumerManager>,
     pub queue_locks: Mutex<queue_locks::QueueLocks>,
+    pub delay_progress: Mutex<schedule::DelayProgress>,
     pub placement: Mutex<Placement>,
     pub shards: usize,
     /// brokerIP1:listenPort, known once the listener is bound.

@@ -18,6 +18,7 @@ use super::groups::SubscriptionGroups;
 use super::handlers::BrokerHandler;
 use super::queue_ops::{serve_mesh, MeshCall};
 use super::register::{register_once, registration_loop, unregister};
+use super::schedule;
 use super::topics::{TopicConfig, TopicTable, TBW102};
 use super::{lock, BrokerShared, ShardCtx};
 use crate::config::{BrokerConfig, FlushDiskType};
@@ -65,6 +66,7 @@ pub fn run(cfg: BrokerConfig) -> Result<(), StartError> {
     let groups = SubscriptionGroups::load(root.join("config").join("subscriptionGroup.json"))
         .map_err(|e| store_err(e.to_string()))?;
     let placement = Placement::load(&root).map_err(|e| store_err(e.to_string()))?;
+    let delay_progress = schedule::DelayProgress::load(&root).map_err(store_err)?;
     let (register_now, register_wake) = async_channel::bounded(1);
     let shards = cfg.shards.max(1);
     let shared = Arc::new(BrokerShared {
@@ -72,6 +74,7 @@ pub fn run(cfg: BrokerConfig) -> Result<(), StartError> {
         groups: Mutex::new(groups),
         consumers: Mutex::new(ConsumerManager::default()),
         queue_locks: Mutex::new(Default::default()),
+        delay_progress: Mutex::new(delay_progress),
         placement: Mutex::new(placement),
         shards,
         store_host: OnceLock::new(),
@@ -141,6 +144,7 @@ fn log_config(cfg: &BrokerConfig, log_id: u16) -> LogConfig {
     lc.sync_flush_timeout = cfg.sync_flush_timeout;
     lc.tail_cache_bytes = cfg.tail_cache_bytes / cfg.shards.max(1);
     lc.index_slots = cfg.max_hash_slot_num;
+    lc.delay_levels_ms = cfg.message_delay_level_ms.clone();
     if !cfg.warm_maped_file_enable {
         lc.warm_ahead_bytes = 0;
     }
@@ -189,6 +193,9 @@ async fn shard_main(
         fail(&rv, e.clone());
     }
     serve_mesh(&ctx);
+    if bound.is_ok() {
+        schedule::start_timers(&ctx);
+    }
     for log in ctx.logs.borrow().values() {
         spawn(retention_loop(log.clone(), shared.clone()));
     }
@@ -209,6 +216,7 @@ async fn shard_main(
         }
         spawn(registration_loop(shared.clone()));
         spawn(consumer_expiry(shared.clone()));
+        spawn(schedule::persist_loop(shared.clone()));
     }
     ctx.shard.shutdown_requested().await;
     if id == 0 {

@@ -58,6 +58,8 @@ pub struct BrokerConfig {
     pub max_hash_slot_num: usize,
     /// Ours: microseconds an idle shard polls before parking (`shardSpinBeforePark`).
     pub shard_spin_before_park: Duration,
+    /// `messageDelayLevel`: the delay of each level, level 1 first, in milliseconds.
+    pub message_delay_level_ms: Vec<i64>,
     pub register_interval: Duration,
     pub tuning_profile: String,
 }
@@ -94,6 +96,7 @@ impl Default for BrokerConfig {
             warm_maped_file_enable: true,
             max_hash_slot_num: rocketcore_shards::index::DEFAULT_SLOTS,
             shard_spin_before_park: Duration::ZERO,
+            message_delay_level_ms: rocketcore_shards::store::DEFAULT_DELAY_LEVELS_MS.to_vec(),
             register_interval: Duration::from_secs(30),
             tuning_profile: "latency".into(),
         }
@@ -195,12 +198,22 @@ impl BrokerConfig {
                 self.register_interval = Duration::from_millis(int(key, v, 1000, 60_000)? as u64)
             }
             "tuningProfile" => self.tuning_profile = v.to_string(),
+            "messageDelayLevel" => {
+                self.message_delay_level_ms = parse_delay_levels(v).ok_or_else(|| {
+                    ConfigError::bad(
+                        key,
+                        v,
+                        "1 to 100 durations separated by spaces, each a number and a unit s, m, h \
+                         or d (RocketMQ's default: 1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m \
+                         20m 30m 1h 2h)",
+                    )
+                })?
+            }
             // Accepted for compatibility with existing broker.properties files; no effect yet.
             "brokerRole"
             | "brokerIP2"
             | "haListenPort"
             | "flushConsumeQueueLeastPages"
-            | "messageDelayLevel"
             | "sendMessageThreadPoolNums"
             | "pullMessageThreadPoolNums"
             | "useReentrantLockWhenPutMessage"
@@ -230,9 +243,61 @@ impl BrokerConfig {
     }
 }
 
+/// `messageDelayLevel`: durations like `1s 5s 1m 2h`, in milliseconds.
+pub fn parse_delay_levels(v: &str) -> Option<Vec<i64>> {
+    let levels: Option<Vec<i64>> = v
+        .split_whitespace()
+        .map(|d| {
+            let unit_at = d.len().checked_sub(1)?;
+            let (n, unit) = (d.get(..unit_at)?, d.get(unit_at..)?);
+            let ms = match unit {
+                "s" => 1_000,
+                "m" => 60_000,
+                "h" => 3_600_000,
+                "d" => 86_400_000,
+                _ => return None,
+            };
+            let n: i64 = n.parse().ok().filter(|n| *n > 0)?;
+            n.checked_mul(ms)
+        })
+        .collect();
+    levels.filter(|l| (1..=100).contains(&l.len()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delay_levels_parse_as_rocketmq_writes_them_and_refuse_anything_else() {
+        let default = "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h";
+        assert_eq!(
+            parse_delay_levels(default).as_deref(),
+            Some(&rocketcore_shards::store::DEFAULT_DELAY_LEVELS_MS[..])
+        );
+        assert_eq!(
+            parse_delay_levels(" 2s  1d "),
+            Some(vec![2_000, 86_400_000])
+        );
+        for bad in [
+            "",
+            "1",
+            "s",
+            "1x 2s",
+            "0s",
+            "-1s",
+            "1.5s",
+            "99999999999999999d",
+            "é",
+        ] {
+            assert_eq!(parse_delay_levels(bad), None, "{bad:?}");
+        }
+        let mut c = BrokerConfig::default();
+        let e = c
+            .set("messageDelayLevel", "1s soon")
+            .expect_err("bad value");
+        assert!(e.to_string().contains("messageDelayLevel"), "{e}");
+    }
 
     #[test]
     fn defaults_match_rocketmq() {

@@ -5,7 +5,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Buf, Bytes};
-use rocketcore_shards::message::properties::{self, CLUSTER, WAIT};
+use rocketcore_shards::message::properties::{self, CLUSTER, DELAY, WAIT};
 use rocketcore_shards::message::record::{decode, MessageInput};
 use rocketcore_shards::message::SharedStr;
 use rocketcore_shards::PutStatus;
@@ -15,7 +15,7 @@ use crate::broker::queue_ops::{execute, QueueOp, QueueReply};
 use crate::broker::topics::{
     validate_topic_name, TopicConfig, PERM_READ, PERM_WRITE, SYSTEM_TOPICS,
 };
-use crate::broker::{lock, ShardCtx};
+use crate::broker::{lock, schedule, ShardCtx};
 use crate::remoting::codes::{request as rq, response as rs};
 use crate::remoting::command::parse_bool;
 use crate::remoting::RemotingCommand;
@@ -159,7 +159,18 @@ pub async fn handle(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand, peer: SocketAddr)
     };
     let batch =
         cmd.code == rq::SEND_BATCH_MESSAGE || field(cmd, "batch", "m").is_some_and(parse_bool);
+    let levels = cfg.message_delay_level_ms.len();
+    let delay = schedule::requested_level(&props, levels).filter(|_| {
+        // A prepared transaction half message is never delayed (RocketMQ checks the same).
+        base.sys_flag & TRANSACTION_TYPE_MASK != TRANSACTION_PREPARED
+    });
     let msgs = if batch {
+        if delay.is_some() {
+            return Err(Reject::new(
+                rs::MESSAGE_ILLEGAL,
+                "a batch cannot be delayed (DELAY is set on the batch)",
+            ));
+        }
         decode_batch(&cmd.body, &base, &props, cfg.max_message_size)?
     } else {
         if cmd.body.len() > cfg.max_message_size {
@@ -172,20 +183,31 @@ pub async fn handle(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand, peer: SocketAddr)
                 ),
             ));
         }
-        vec![MessageInput {
+        let mut msg = MessageInput {
             body: cmd.body.clone(),
             properties: properties::encode(&props).into(),
             ..base.clone()
-        }]
+        };
+        if let Some(level) = delay {
+            schedule::redirect(&mut msg, &mut props, level);
+        }
+        vec![msg]
     };
-    put(ctx, cmd, msgs, wait).await
+    put(ctx, cmd, msgs, wait, queue_id).await
 }
 
+/// The transaction type bits of sysFlag, and the prepared (half message) type.
+const TRANSACTION_TYPE_MASK: i32 = 0x0C;
+const TRANSACTION_PREPARED: i32 = 0x04;
+
+/// Stores `msgs` (one queue's) and answers as SEND_MESSAGE does, naming `reply_queue_id` (the
+/// queue the client asked for, also when a delayed message waits in another).
 async fn put(
     ctx: &Rc<ShardCtx>,
     cmd: &RemotingCommand,
     msgs: Vec<MessageInput>,
     wait: bool,
+    reply_queue_id: i32,
 ) -> Reply {
     let (topic, queue_id) = match msgs.first() {
         Some(m) => (m.topic.clone(), m.queue_id),
@@ -212,7 +234,7 @@ async fn put(
             let first_offset = r.appended.first().map(|a| a.0).unwrap_or(0);
             Ok(RemotingCommand::response_to(cmd, code)
                 .with_field("msgId", ids)
-                .with_field("queueId", queue_id)
+                .with_field("queueId", reply_queue_id)
                 .with_field("queueOffset", first_offset)
                 .with_field("MSG_REGION", "DefaultRegion")
                 .with_field("TRACE_ON", "true"))
@@ -312,8 +334,9 @@ fn count_records(body: &[u8]) -> usize {
     n
 }
 
-/// CONSUMER_SEND_MSG_BACK: the failed message goes to `%RETRY%group`, or after too many tries to
-/// `%DLQ%group`. Delay levels are not scheduled yet: the retry is delivered at once.
+/// CONSUMER_SEND_MSG_BACK: the failed message goes to `%RETRY%group` after a delay (the given
+/// level, or 3 + its reconsume count: 10 s, 30 s, 1 m, ...), or after too many tries, or with
+/// a negative level, straight to `%DLQ%group`.
 pub async fn send_back(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
     let phys = required_int(cmd, "offset")? as u64;
     let group = super::required(cmd, "group")?.to_string();
@@ -341,13 +364,15 @@ pub async fn send_back(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
         properties::set(&mut props, "ORIGIN_MESSAGE_ID", origin);
     }
     let reconsume = r.reconsume_times + 1;
-    let target = if delay_level < 0 || reconsume as i64 > max_reconsume {
+    let to_dlq = delay_level < 0 || reconsume as i64 > max_reconsume;
+    let target = if to_dlq {
         format!("%DLQ%{group}")
     } else {
         format!("%RETRY%{group}")
     };
     topic_for_send(ctx, &target, None, 1)?;
-    let msg = MessageInput {
+    let levels = ctx.shared.cfg.message_delay_level_ms.len() as i32;
+    let mut msg = MessageInput {
         topic: target.into(),
         queue_id: 0,
         flag: r.flag,
@@ -360,7 +385,18 @@ pub async fn send_back(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
         reconsume_times: reconsume,
         prepared_transaction_offset: 0,
     };
-    put(ctx, cmd, vec![msg], false)
+    if to_dlq {
+        properties::remove(&mut props, DELAY);
+        msg.properties = properties::encode(&props).into();
+    } else {
+        let level = if delay_level == 0 {
+            3 + r.reconsume_times
+        } else {
+            delay_level as i32
+        };
+        schedule::redirect(&mut msg, &mut props, level.clamp(1, levels.max(1)));
+    }
+    put(ctx, cmd, vec![msg], false, 0)
         .await
         .map(|_| RemotingCommand::response_to(cmd, rs::SUCCESS))
 }

@@ -286,6 +286,15 @@ fn given_bad_input_should_answer_with_the_documented_code_and_keep_serving() {
     let r = c.call(RemotingCommand::request(9999, 0));
     assert_eq!(r.code, rs::REQUEST_CODE_NOT_SUPPORTED);
     assert!(r.remark.unwrap_or_default().contains("9999"));
+    let r =
+        c.call(RemotingCommand::request(rq::GET_TOPIC_STATS_INFO, 0).with_field("topic", "Nope"));
+    assert_eq!(
+        r.code,
+        rs::TOPIC_NOT_EXIST,
+        "stats of a topic that does not exist"
+    );
+    let r = c.call(RemotingCommand::request(rq::GET_CONSUME_STATS, 0));
+    assert_eq!(r.code, rs::SYSTEM_ERROR, "consume stats without a group");
     for code in [rq::LOCK_BATCH_MQ, rq::UNLOCK_BATCH_MQ] {
         let r = c.call(RemotingCommand::request(code, 0).with_body(&b"{\"mqSet\":7}"[..]));
         assert_eq!(r.code, rs::SYSTEM_ERROR, "a malformed lock body is refused");

@@ -41,8 +41,11 @@ use rocketmq_client_rust::ConsumeConcurrentlyContext;
 use rocketmq_client_rust::ConsumeConcurrentlyStatus;
 use rocketmq_client_rust::ConsumeOrderlyContext;
 use rocketmq_client_rust::ConsumeOrderlyStatus;
+use rocketmq_client_rust::DefaultMQAdminExt;
 use rocketmq_client_rust::DefaultMQProducer;
 use rocketmq_client_rust::DefaultMQPushConsumer;
+use rocketmq_client_rust::MQAdminReadExt;
+use rocketmq_client_rust::MQAdminTopicStatsReadExt;
 use rocketmq_client_rust::MQPushConsumer;
 use rocketmq_client_rust::MessageListenerConcurrently;
 use rocketmq_client_rust::MessageQueueListener;
@@ -1426,4 +1429,126 @@ async fn e2e_delay_level_and_retry_backoff() {
     })
     .await
     .expect("t9 timed out");
+}
+
+/// What `mqadmin topicStatus` and `consumerProgress` read, through the real admin client: each
+/// queue's offsets (GET_TOPIC_STATS_INFO) and a group's backlog (GET_CONSUME_STATS), in the
+/// fastjson form with queue objects as map keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_admin_topic_status_and_consumer_progress() {
+    let _serial = SERIAL.lock().await;
+    timeout(Duration::from_secs(120), async {
+        const TOPIC: &str = "RcE2eT10Topic";
+        const GROUP: &str = "rc_e2e_t10_cg";
+        const N: usize = 60;
+        let store = common::temp_store();
+        let mut broker = start_broker(store.path());
+        let env = ClientEnv::new("t10");
+        let producer = Arc::new(env.producer(&broker.namesrv_addr, "rc_e2e_t10_pg", 0).await);
+        let sent = send_all(
+            &producer,
+            TOPIC,
+            (0..N).map(|i| spec("t10", i)).collect(),
+            2,
+        )
+        .await;
+
+        let mut admin = DefaultMQAdminExt::new(Arc::clone(&env.runtime));
+        admin.set_namesrv_addr(broker.namesrv_addr.as_str());
+        admin.client_config_mut().instance_name = "t10-admin".into();
+        admin.start().await.expect("admin start");
+
+        let stats = MQAdminTopicStatsReadExt::topic_stats_at(
+            &admin,
+            broker.broker_addr.as_str().into(),
+            TOPIC.into(),
+        )
+        .await
+        .expect("topic stats");
+        let table = stats.get_offset_table();
+        assert!(!table.is_empty(), "t10: no queues in the topic stats");
+        let total: i64 = table.values().map(|o| o.get_max_offset()).sum();
+        assert_eq!(
+            total, N as i64,
+            "t10: max offsets add up to the messages sent"
+        );
+        for (mq, o) in table {
+            assert_eq!(mq.topic().as_str(), TOPIC);
+            assert_eq!(o.get_min_offset(), 0, "t10: {mq:?}");
+            assert_eq!(
+                o.get_last_update_timestamp() > 0,
+                o.get_max_offset() > 0,
+                "t10: {mq:?}"
+            );
+        }
+
+        // Before anyone consumed, the whole topic is the group's backlog.
+        let stats_request = || {
+            (
+                GROUP.into(),
+                Some(TOPIC.into()),
+                None,
+                Some(broker.broker_addr.as_str().into()),
+                None,
+            )
+        };
+        let (g, t, c, b, to) = stats_request();
+        let before = MQAdminReadExt::examine_consume_stats(&admin, g, t, c, b, to)
+            .await
+            .expect("consume stats");
+        assert_eq!(
+            before.compute_total_diff(),
+            N as i64,
+            "t10: backlog before consuming"
+        );
+
+        let received = Received::new(sent.keys().cloned());
+        let consumer = env
+            .consumer(
+                &broker.namesrv_addr,
+                GROUP,
+                TOPIC,
+                "*",
+                Collector::new(0, &received),
+                None,
+            )
+            .await;
+        received
+            .wait_all_expected(Duration::from_secs(60), "t10")
+            .await;
+        // Shutdown commits the consumer's offsets before it unregisters.
+        shutdown_consumer(consumer).await;
+        let (g, t, c, b, to) = stats_request();
+        let after = MQAdminReadExt::examine_consume_stats(&admin, g, t, c, b, to)
+            .await
+            .expect("consume stats");
+        assert_eq!(
+            after.compute_total_diff(),
+            0,
+            "t10: backlog after consuming everything"
+        );
+        let consumed: i64 = after
+            .get_offset_table()
+            .values()
+            .map(|o| o.get_consumer_offset())
+            .sum();
+        assert_eq!(
+            consumed, N as i64,
+            "t10: committed offsets add up to the messages sent"
+        );
+        assert!(
+            after
+                .get_offset_table()
+                .values()
+                .all(|o| (o.get_consumer_offset() > 0) == (o.get_last_timestamp() > 0)),
+            "t10: a consumed queue reports when its last consumed message was stored"
+        );
+
+        admin.shutdown().await;
+        shutdown_producer(producer).await;
+        env.shutdown().await;
+        tokio::task::block_in_place(|| broker.stop_clean());
+    })
+    .await
+    .expect("t10 timed out");
 }

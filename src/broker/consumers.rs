@@ -247,6 +247,14 @@ impl ConsumerManager {
             .unwrap_or_default()
     }
 
+    /// The topics the online members of `group` subscribe to (its retry topic included).
+    pub fn subscribed_topics(&self, group: &str) -> Vec<String> {
+        self.groups
+            .get(group)
+            .map(|g| g.subscriptions.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
     pub fn subscription(&self, group: &str, topic: &str) -> Option<Subscription> {
         self.groups
             .get(group)

@@ -49,6 +49,12 @@ pub enum QueueOp {
         topic: String,
         queue_id: i32,
     },
+    /// Store time of the record at a queue offset; 0 if it no longer exists.
+    StoreTimeAt {
+        topic: String,
+        queue_id: i32,
+        offset: u64,
+    },
     /// One stored record by physical offset (VIEW_MESSAGE_BY_ID, CONSUMER_SEND_MSG_BACK).
     ReadAt {
         phys: u64,
@@ -243,6 +249,15 @@ async fn execute_local(ctx: &Rc<ShardCtx>, log_id: u16, op: QueueOp) -> QueueRep
                 None => QueueReply::Failed("the lookup task was cancelled".into()),
             }
         }
+        QueueOp::StoreTimeAt {
+            topic,
+            queue_id,
+            offset,
+        } => QueueReply::Value(
+            log.store_time_at(&topic, queue_id, offset)
+                .await
+                .unwrap_or(0),
+        ),
         QueueOp::EarliestTime { topic, queue_id } => {
             let min = log.min_offset(&topic, queue_id);
             QueueReply::Value(log.store_time_at(&topic, queue_id, min).await.unwrap_or(0))

@@ -6,6 +6,7 @@ mod offsets;
 mod pull;
 mod query;
 mod send;
+mod stats;
 
 use std::rc::Rc;
 
@@ -75,6 +76,8 @@ async fn dispatch(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand, conn: &Conn) -> Rep
         rq::DELETE_TOPIC_IN_BROKER => admin::delete_topic(ctx, cmd).await,
         rq::GET_ALL_TOPIC_CONFIG => admin::all_topic_config(ctx, cmd),
         rq::QUERY_MESSAGE => query::by_key(ctx, cmd).await,
+        rq::GET_TOPIC_STATS_INFO => stats::topic_stats(ctx, cmd).await,
+        rq::GET_CONSUME_STATS => stats::consume_stats(ctx, cmd).await,
         rq::VIEW_MESSAGE_BY_ID => query::view_by_id(ctx, cmd).await,
         other => Err(Reject::new(
             rs::REQUEST_CODE_NOT_SUPPORTED,

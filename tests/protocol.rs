@@ -548,3 +548,38 @@ fn given_lookups_by_offset_and_key_should_find_records_and_refuse_bad_input_with
     let r = c.call(view(offsets[1].to_string()));
     assert_eq!(r.code, rs::SUCCESS);
 }
+
+#[test]
+fn given_a_delayed_message_pending_at_a_clean_stop_should_be_delivered_once_after_restart() {
+    let dir = temp_store();
+    let mut broker = BrokerProcess::start(dir.path(), &[]);
+    let mut c = Client::connect(&broker.broker_addr);
+    create_topic(&mut c, "Later", 1);
+    // Level 2: due 5 s after it is stored, long after the stop below.
+    let r = c.call(send_v2("Later", 0, b"after-restart", "DELAY\u{1}2"));
+    assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+    assert_eq!(
+        r.field("queueId"),
+        Some("0"),
+        "the answer names the queue asked for"
+    );
+    let r = c.call(pull("Later", 0, 0, 0, 0));
+    assert_eq!(r.code, rs::PULL_NOT_FOUND, "not delivered before it is due");
+    broker.stop_clean();
+
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let mut c = Client::connect(&broker.broker_addr);
+    // A held pull (sysFlag 2) is answered when the message arrives.
+    let r = c.call(pull("Later", 0, 0, 2, 20_000));
+    assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+    let recs = records(&r.body);
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].body.as_ref(), b"after-restart");
+    assert_eq!((recs[0].topic.as_str(), recs[0].queue_id), ("Later", 0));
+    assert!(
+        !recs[0].properties.contains("DELAY\u{1}"),
+        "delivered without DELAY"
+    );
+    let r = c.call(pull("Later", 0, 1, 0, 0));
+    assert_eq!(r.code, rs::PULL_NOT_FOUND, "delivered once");
+}

@@ -9,8 +9,9 @@
 //!
 //! Progress is kept in `config/delayOffset.json` under the store root, as RocketMQ does. Delivery
 //! is at least once: the file is written every 10 s with the progress of the tick before, so every
-//! delivery it vouches for had 10 s to become durable even under ASYNC_FLUSH; after a crash or a
-//! restart, up to the last 20 s of deliveries may be made again.
+//! delivery it vouches for had 10 s to become durable even under ASYNC_FLUSH; after a crash, up to
+//! the last 20 s of deliveries may be made again. A clean stop writes the current progress once
+//! the logs have flushed.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -114,6 +115,14 @@ impl DelayProgress {
 
     fn delivered(&mut self, level: i32, next: u64) {
         self.current.insert(level, next);
+    }
+
+    /// At a clean stop, once this shard's logs have flushed: writes the current progress. A timer
+    /// of another shard may still deliver after this; the file is then behind, which only
+    /// repeats those deliveries.
+    pub fn persist_current(&mut self, store_root: &Path) -> Result<(), String> {
+        self.persistable = self.current.clone();
+        self.persist(store_root)
     }
 
     /// Writes what the previous call set aside, then sets aside the current progress.

@@ -223,6 +223,12 @@ async fn shard_main(
         unregister(&shared).await;
     }
     stop_everything(&ctx).await;
+    if id == 0 {
+        let root = shared.cfg.store_path_root_dir.clone();
+        if let Err(e) = lock(&shared.delay_progress).persist_current(&root) {
+            tracing::error!(error = %e, "cannot write delayOffset.json at stop");
+        }
+    }
 }
 
 async fn stop_everything(ctx: &Rc<ShardCtx>) {

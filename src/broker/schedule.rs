@@ -204,10 +204,11 @@ async fn deliver(
     phys: u64,
     size: u32,
 ) -> Result<(), Failure> {
-    let stored = log
-        .read_record(phys, size)
-        .await
-        .map_err(|e| Failure::Retry(e.to_string()))?;
+    let stored = log.read_record(phys, size).await.map_err(|e| match e {
+        // Retention removed it: there is nothing left to deliver.
+        rocketcore_shards::StoreError::NotFound(why) => Failure::Skip(why),
+        e => Failure::Retry(e.to_string()),
+    })?;
     let msg = delivery(&stored, ctx.shared.store_host())
         .ok_or_else(|| Failure::Skip("no REAL_TOPIC / REAL_QID".into()))?;
     let target = ctx

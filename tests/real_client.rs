@@ -136,6 +136,23 @@ impl ClientEnv {
         producer
     }
 
+    /// A CLUSTERING push consumer, CONSUME_FROM_FIRST_OFFSET, not yet subscribed or started.
+    fn push_consumer(
+        &self,
+        namesrv: &str,
+        group: &str,
+        queue_listener: Option<ArcMessageQueueListener>,
+    ) -> DefaultMQPushConsumer {
+        DefaultMQPushConsumer::builder(Arc::clone(&self.runtime))
+            .client_config(self.client_config(namesrv, "consumer"))
+            .consumer_group(group)
+            .message_model(MessageModel::Clustering)
+            .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
+            .message_queue_listener(queue_listener)
+            .await_termination_millis_when_shutdown(10_000)
+            .build()
+    }
+
     /// A started CLUSTERING push consumer, CONSUME_FROM_FIRST_OFFSET.
     async fn consumer(
         &self,
@@ -146,14 +163,7 @@ impl ClientEnv {
         listener: Collector,
         queue_listener: Option<ArcMessageQueueListener>,
     ) -> DefaultMQPushConsumer {
-        let mut consumer = DefaultMQPushConsumer::builder(Arc::clone(&self.runtime))
-            .client_config(self.client_config(namesrv, "consumer"))
-            .consumer_group(group)
-            .message_model(MessageModel::Clustering)
-            .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
-            .message_queue_listener(queue_listener)
-            .await_termination_millis_when_shutdown(10_000)
-            .build();
+        let mut consumer = self.push_consumer(namesrv, group, queue_listener);
         consumer
             .subscribe(topic, sub_expression)
             .await
@@ -173,8 +183,12 @@ impl ClientEnv {
 }
 
 async fn shutdown_producer(producer: Arc<DefaultMQProducer>) {
-    let mut producer =
+    let producer =
         Arc::try_unwrap(producer).unwrap_or_else(|_| panic!("producer still shared at shutdown"));
+    shutdown_owned_producer(producer).await;
+}
+
+async fn shutdown_owned_producer(mut producer: DefaultMQProducer) {
     timeout(Duration::from_secs(30), producer.shutdown())
         .await
         .expect("producer shutdown timed out");
@@ -1194,9 +1208,7 @@ async fn e2e_view_by_id_and_query_by_key() {
             "t7: nothing was stored before 1970 + 1 s"
         );
 
-        timeout(Duration::from_secs(30), producer.shutdown())
-            .await
-            .expect("producer shutdown timed out");
+        shutdown_owned_producer(producer).await;
         env.shutdown().await;
         tokio::task::block_in_place(|| broker.stop_clean());
     })
@@ -1216,7 +1228,7 @@ async fn e2e_orderly_consumer_locks_its_queues_and_keeps_each_keys_order() {
         let store = common::temp_store();
         let mut broker = start_broker(store.path());
         let env = ClientEnv::new("t8");
-        let mut producer = env.producer(&broker.namesrv_addr, "rc_e2e_t8_pg", 0).await;
+        let producer = env.producer(&broker.namesrv_addr, "rc_e2e_t8_pg", 0).await;
         // Each key's messages go to one queue (chosen by key), interleaved with other keys'.
         for seq in 0..PER_KEY {
             for k in 0..KEYS {
@@ -1257,13 +1269,7 @@ async fn e2e_orderly_consumer_locks_its_queues_and_keeps_each_keys_order() {
                 Ok(ConsumeOrderlyStatus::Success)
             }
         };
-        let mut consumer = DefaultMQPushConsumer::builder(Arc::clone(&env.runtime))
-            .client_config(env.client_config(&broker.namesrv_addr, "consumer"))
-            .consumer_group("rc_e2e_t8_cg")
-            .message_model(MessageModel::Clustering)
-            .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
-            .await_termination_millis_when_shutdown(10_000)
-            .build();
+        let mut consumer = env.push_consumer(&broker.namesrv_addr, "rc_e2e_t8_cg", None);
         consumer.subscribe(TOPIC, "*").await.expect("subscribe");
         consumer.register_message_listener_orderly(listener);
         consumer.start().await.expect("consumer start");
@@ -1291,9 +1297,7 @@ async fn e2e_orderly_consumer_locks_its_queues_and_keeps_each_keys_order() {
                 );
             }
         }
-        timeout(Duration::from_secs(30), producer.shutdown())
-            .await
-            .expect("producer shutdown timed out");
+        shutdown_owned_producer(producer).await;
         env.shutdown().await;
         tokio::task::block_in_place(|| broker.stop_clean());
     })
@@ -1312,7 +1316,7 @@ async fn e2e_delay_level_and_retry_backoff() {
         let store = common::temp_store();
         let mut broker = start_broker(store.path());
         let env = ClientEnv::new("t9");
-        let mut producer = env.producer(&broker.namesrv_addr, "rc_e2e_t9_pg", 0).await;
+        let producer = env.producer(&broker.namesrv_addr, "rc_e2e_t9_pg", 0).await;
 
         type Arrival = (String, i32, String, Instant);
         let arrivals: Arc<Mutex<Vec<Arrival>>> = Arc::default();
@@ -1342,13 +1346,7 @@ async fn e2e_delay_level_and_retry_backoff() {
                 })
             }
         };
-        let mut consumer = DefaultMQPushConsumer::builder(Arc::clone(&env.runtime))
-            .client_config(env.client_config(&broker.namesrv_addr, "consumer"))
-            .consumer_group("rc_e2e_t9_cg")
-            .message_model(MessageModel::Clustering)
-            .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
-            .await_termination_millis_when_shutdown(10_000)
-            .build();
+        let mut consumer = env.push_consumer(&broker.namesrv_addr, "rc_e2e_t9_cg", None);
         consumer.subscribe(TOPIC, "*").await.expect("subscribe");
         consumer.register_message_listener_concurrently(listener);
         consumer.start().await.expect("consumer start");
@@ -1421,9 +1419,7 @@ async fn e2e_delay_level_and_retry_backoff() {
         );
         assert_eq!(a.len(), 4, "t9: nothing delivered twice: {a:?}");
 
-        timeout(Duration::from_secs(30), producer.shutdown())
-            .await
-            .expect("producer shutdown timed out");
+        shutdown_owned_producer(producer).await;
         env.shutdown().await;
         tokio::task::block_in_place(|| broker.stop_clean());
     })

@@ -117,3 +117,8 @@ impl LogConfig {
         (self.log_id as u64) << 48
     }
 }
+
+/// The log a physical offset belongs to (the inverse of [`LogConfig::base_offset`]).
+pub fn log_of_offset(phys: u64) -> u16 {
+    (phys >> 48) as u16
+}

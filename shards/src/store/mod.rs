@@ -5,7 +5,7 @@ mod config;
 mod get;
 mod open;
 
-pub use config::{LogConfig, StoreLimits, DEFAULT_DELAY_LEVELS_MS, SCHEDULE_TOPIC};
+pub use config::{log_of_offset, LogConfig, StoreLimits, DEFAULT_DELAY_LEVELS_MS, SCHEDULE_TOPIC};
 pub use get::{GetResult, GetStatus};
 
 use std::cell::{Cell, RefCell};

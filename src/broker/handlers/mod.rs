@@ -31,6 +31,17 @@ impl Reject {
     }
 }
 
+impl Reject {
+    /// A store reply of the wrong kind for the operation sent: a bug, reported to the client
+    /// rather than panicking the shard.
+    pub fn unexpected(reply: crate::broker::queue_ops::QueueReply) -> Self {
+        Reject::new(
+            rs::SYSTEM_ERROR,
+            format!("unexpected store reply {reply:?}"),
+        )
+    }
+}
+
 impl From<crate::remoting::Error> for Reject {
     fn from(e: crate::remoting::Error) -> Self {
         Reject::new(rs::SYSTEM_ERROR, e.to_string())

@@ -30,10 +30,7 @@ fn value(cmd: &RemotingCommand, reply: QueueReply, field: &str) -> Reply {
             Ok(RemotingCommand::response_to(cmd, rs::SUCCESS).with_field(field, v))
         }
         QueueReply::Failed(e) => Err(Reject::new(rs::SYSTEM_ERROR, e)),
-        other => Err(Reject::new(
-            rs::SYSTEM_ERROR,
-            format!("unexpected store reply {other:?}"),
-        )),
+        other => Err(Reject::unexpected(other)),
     }
 }
 
@@ -67,10 +64,7 @@ pub async fn query(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
             "Not found, V3_0_6_SNAPSHOT maybe this group consumer boot first",
         )),
         QueueReply::Failed(e) => Err(Reject::new(rs::SYSTEM_ERROR, e)),
-        other => Err(Reject::new(
-            rs::SYSTEM_ERROR,
-            format!("unexpected store reply {other:?}"),
-        )),
+        other => Err(Reject::unexpected(other)),
     }
 }
 
@@ -92,10 +86,7 @@ pub async fn update(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
     {
         QueueReply::Done => Ok(RemotingCommand::response_to(cmd, rs::SUCCESS)),
         QueueReply::Failed(e) => Err(Reject::new(rs::SYSTEM_ERROR, e)),
-        other => Err(Reject::new(
-            rs::SYSTEM_ERROR,
-            format!("unexpected store reply {other:?}"),
-        )),
+        other => Err(Reject::unexpected(other)),
     }
 }
 

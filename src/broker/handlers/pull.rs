@@ -129,12 +129,7 @@ pub async fn handle(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
     let r = match execute(ctx, log, QueueOp::Pull(op)).await {
         QueueReply::Get(r) => r,
         QueueReply::Failed(e) => return Err(Reject::new(rs::SYSTEM_ERROR, e)),
-        other => {
-            return Err(Reject::new(
-                rs::SYSTEM_ERROR,
-                format!("unexpected store reply {other:?}"),
-            ))
-        }
+        other => return Err(Reject::unexpected(other)),
     };
     let (code, next) = match r.status {
         GetStatus::Found => (rs::SUCCESS, r.next_begin_offset),

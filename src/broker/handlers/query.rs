@@ -19,13 +19,6 @@ const UNIQUE_KEY_MAX: usize = 32;
 /// Java's `maxMsgsNumBatch`: the most records one QUERY_MESSAGE returns.
 const QUERY_MAX: usize = 64;
 
-fn unexpected(reply: QueueReply) -> Reject {
-    Reject::new(
-        rs::SYSTEM_ERROR,
-        format!("unexpected store reply {reply:?}"),
-    )
-}
-
 /// VIEW_MESSAGE_BY_ID: the record at the physical offset of an offset message id. The log id
 /// sits in the offset's top 16 bits, so the record is read on the shard that owns that log.
 pub async fn view_by_id(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
@@ -36,7 +29,7 @@ pub async fn view_by_id(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
             format!("no message at offset {offset}: offsets are not negative"),
         )
     })?;
-    let log_id = (phys >> 48) as u16;
+    let log_id = rocketcore_shards::store::log_of_offset(phys);
     match execute(ctx, log_id, QueueOp::ReadAt { phys }).await {
         QueueReply::Record(rec) => {
             Ok(RemotingCommand::response_to(cmd, rs::SUCCESS).with_body(rec))
@@ -45,7 +38,7 @@ pub async fn view_by_id(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
             rs::SYSTEM_ERROR,
             format!("no message at offset {phys}: {e}"),
         )),
-        other => Err(unexpected(other)),
+        other => Err(Reject::unexpected(other)),
     }
 }
 
@@ -78,7 +71,7 @@ pub async fn by_key(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
         match execute(ctx, log_id, op).await {
             QueueReply::Records(records) => found.extend(records),
             QueueReply::Failed(e) => return Err(Reject::new(rs::SYSTEM_ERROR, e)),
-            other => return Err(unexpected(other)),
+            other => return Err(Reject::unexpected(other)),
         }
     }
     if found.is_empty() {

@@ -240,10 +240,7 @@ async fn put(
                 .with_field("TRACE_ON", "true"))
         }
         QueueReply::Put(Err((code, remark))) => Err(Reject::new(code, remark)),
-        other => Err(Reject::new(
-            rs::SYSTEM_ERROR,
-            format!("unexpected store reply {other:?}"),
-        )),
+        other => Err(Reject::unexpected(other)),
     }
 }
 
@@ -343,16 +340,11 @@ pub async fn send_back(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
     let delay_level = int_field("delayLevel", cmd.field("delayLevel"))?.unwrap_or(0);
     let max_reconsume =
         int_field("maxReconsumeTimes", cmd.field("maxReconsumeTimes"))?.unwrap_or(16);
-    let log_id = (phys >> 48) as u16;
+    let log_id = rocketcore_shards::store::log_of_offset(phys);
     let record = match execute(ctx, log_id, QueueOp::ReadAt { phys }).await {
         QueueReply::Record(b) => b,
         QueueReply::Failed(e) => return Err(Reject::new(rs::SYSTEM_ERROR, e)),
-        other => {
-            return Err(Reject::new(
-                rs::SYSTEM_ERROR,
-                format!("unexpected store reply {other:?}"),
-            ))
-        }
+        other => return Err(Reject::unexpected(other)),
     };
     let r = decode(&record)
         .ok_or_else(|| Reject::new(rs::SYSTEM_ERROR, format!("no message at offset {phys}")))?;

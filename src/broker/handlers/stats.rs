@@ -35,10 +35,7 @@ async fn value(ctx: &Rc<ShardCtx>, topic: &str, queue_id: i32, op: QueueOp) -> R
         QueueReply::Offset(o) => Ok(o.unwrap_or(0).max(0)),
         QueueReply::NoOffset { .. } => Ok(0),
         QueueReply::Failed(e) => Err(Reject::new(rs::SYSTEM_ERROR, e)),
-        other => Err(Reject::new(
-            rs::SYSTEM_ERROR,
-            format!("unexpected store reply {other:?}"),
-        )),
+        other => Err(Reject::unexpected(other)),
     }
 }
 

@@ -63,6 +63,7 @@ rm -f "$WORK/sync.dat"
 
 echo "building store_bench (release)" >&2
 cargo build --release -q -p rocketcore-shards --example store_bench --manifest-path "$REPO/Cargo.toml"
+cargo build --release -q -p rocketcore-bench --manifest-path "$REPO/Cargo.toml"
 BENCH="$CARGO_TARGET_DIR/release/examples/store_bench"
 
 # Runs store_bench and prints its RESULT line.
@@ -93,6 +94,8 @@ HALF_OUT="$("$BENCH" --size 1024 --seconds "$SECONDS_PER_RUN" --dir "$WORK" --mo
 HALF_RESULT="$(grep '^RESULT' <<<"$HALF_OUT")"
 echo "store_bench: the same schedule with no put (this machine's scheduling floor)" >&2
 NONE_RESULT="$(store_bench --mode none --appenders 1 --rate "$HALF_RATE")"
+echo "rocketcore-bench stalls: how often this machine takes a CPU away" >&2
+STALLS="$("$CARGO_TARGET_DIR/release/rocketcore-bench" stalls --duration "${SECONDS_PER_RUN}s" | tail -n +2)"
 
 SEQ_MBS="$(awk -v k="$SEQ_KIB" 'BEGIN {printf "%.1f", k * 1024 / 1e6}')"
 SYNC4K_MBS="$(awk -v k="$SYNC_KIB" 'BEGIN {printf "%.1f", k * 1024 / 1e6}')"
@@ -123,6 +126,10 @@ echo
 echo "group commit rounds in the half-rate run (us; SYNC_FLUSH writes are O_DSYNC, so a write includes"
 echo "its flush and there are no separate fdatasyncs; an append waits for the write in flight and its own):"
 grep -E '^  (write_us|fdatasync_us|round_bytes) ' <<<"$HALF_OUT"
+echo
+echo "CPU stalls (one pinned thread per CPU spinning on the clock; wait>=L is the share of time a thread"
+echo "pinned there waits at least L when it becomes ready: above 1 % at L = 2 ms, no p99 there is below 2 ms):"
+echo "$STALLS"
 echo
 echo "MB/s counts stored record bytes (body + ~100 bytes of header, topic and properties)."
 echo "targets: SYNC >= 50% and ASYNC >= 70% of fio sequential; SYNC p99 <= 2000 us at half rate"

@@ -1,4 +1,4 @@
-//! Command line: `produce`, `consume`, `e2e`, `plot`, `plan`, `calibrate`, `floor`. Exit status 0 = clean run,
+//! Command line: `produce`, `consume`, `e2e`, `plot`, `plan`, `calibrate`, `floor`, `stalls`. Exit status 0 = clean run,
 //! 1 = the run had errors (its last line says so), 2 = it could not run.
 
 use clap::{Args, Parser, Subcommand};
@@ -43,6 +43,22 @@ pub enum Cmd {
     /// This machine's loopback floor: a do-nothing TCP echo at a fixed rate, for comparing a
     /// broker's fixed-rate send latency with it in the same session.
     Floor(FloorArgs),
+    /// How often this machine takes a CPU away from a thread that wants it: one pinned thread per
+    /// CPU spins on the clock; for each bound L, the share of time a thread pinned there would wait
+    /// at least L. Above 1 %, nothing pinned there can have p99 below L.
+    Stalls(StallsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct StallsArgs {
+    #[arg(long, default_value = "10s", value_parser = parse_duration_arg)]
+    pub duration: Duration,
+    /// Gaps between two clock reads shorter than this are the loop's own cost.
+    #[arg(long, default_value = "20us", value_parser = parse_duration_arg)]
+    pub min_gap: Duration,
+    /// Latency bounds to report the waiting share for (comma-separated durations).
+    #[arg(long, default_value = "100us,300us,1ms,2ms", value_delimiter = ',', value_parser = parse_duration_arg)]
+    pub bounds: Vec<Duration>,
 }
 
 #[derive(Args, Debug)]
@@ -304,6 +320,7 @@ fn dispatch(cli: Cli, command: &str) -> Result<bool> {
         Cmd::Plan(a) => plan_cmd(a),
         Cmd::Calibrate(a) => calibrate_cmd(a, command),
         Cmd::Floor(a) => floor_cmd(a),
+        Cmd::Stalls(a) => stalls_cmd(a),
     }
 }
 
@@ -731,6 +748,46 @@ fn floor_cmd(a: FloorArgs) -> Result<bool> {
         "latency (ms, from intended)  p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
         p.p50_ms, p.p90_ms, p.p99_ms, p.p999_ms, p.max_ms
     );
+    Ok(true)
+}
+
+fn stalls_cmd(a: StallsArgs) -> Result<bool> {
+    let o = crate::stalls::StallOptions {
+        duration: a.duration,
+        min_gap: a.min_gap,
+        bounds: a.bounds,
+    };
+    let out = crate::stalls::run(&o)?;
+    println!(
+        "== stalls: one pinned thread per CPU spinning on the clock for {:.1} s; gaps >= {} us",
+        o.duration.as_secs_f64(),
+        o.min_gap.as_micros()
+    );
+    for c in &out {
+        let secs = c.elapsed.as_secs_f64().max(1e-9);
+        let p = Percentiles::of(&c.gaps);
+        let shares: Vec<String> = o
+            .bounds
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                format!(
+                    "wait>={}us {:.3}%",
+                    b.as_micros(),
+                    100.0 * c.waiting_share(i)
+                )
+            })
+            .collect();
+        println!(
+            "cpu {} | gaps/s {:.0}  gap ms p50 {:.3} p99 {:.3} max {:.3} | {}",
+            c.cpu,
+            c.gaps.len() as f64 / secs,
+            p.p50_ms,
+            p.p99_ms,
+            p.max_ms,
+            shares.join("  ")
+        );
+    }
     Ok(true)
 }
 

@@ -15,5 +15,6 @@ pub mod ramp;
 pub mod report;
 pub mod route;
 pub mod rpc;
+pub mod stalls;
 pub mod stats;
 pub mod util;

@@ -300,6 +300,46 @@ fn given_bad_input_should_answer_with_the_documented_code_and_keep_serving() {
         assert_eq!(r.code, rs::SYSTEM_ERROR, "a malformed lock body is refused");
         assert!(r.remark.unwrap_or_default().contains("lock request body"));
     }
+    let r = c.call(
+        RemotingCommand::request(rq::GET_CONSUMER_CONNECTION_LIST, 0)
+            .with_field("consumerGroup", "NobodyHere"),
+    );
+    assert_eq!(
+        r.code,
+        rs::CONSUMER_NOT_ONLINE,
+        "a group with no member online"
+    );
+    assert!(r.remark.unwrap_or_default().contains("NobodyHere"));
+    let r = c.call(
+        RemotingCommand::request(rq::GET_SUBSCRIPTIONGROUP_CONFIG, 0).with_field("group", "NoSuch"),
+    );
+    assert_eq!(r.code, rs::SUBSCRIPTION_GROUP_NOT_EXIST);
+    for body in [
+        &b"not json"[..],
+        br#"{"groupName":"a/b"}"#,
+        br#"{"groupName":"G","retryQueueNums":-1}"#,
+    ] {
+        let r = c.call(
+            RemotingCommand::request(rq::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP, 0).with_body(body),
+        );
+        assert_eq!(
+            r.code,
+            rs::SYSTEM_ERROR,
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+        assert!(!r.remark.unwrap_or_default().is_empty());
+    }
+    let r = c.call(RemotingCommand::request(
+        rq::GET_ALL_SUBSCRIPTIONGROUP_CONFIG,
+        0,
+    ));
+    let all: serde_json::Value = serde_json::from_slice(&r.body).expect("a JSON body");
+    assert_eq!(
+        all["subscriptionGroupTable"].as_object().map(|t| t.len()),
+        Some(0),
+        "nothing refused was stored: {all}"
+    );
     let r = c.call(RemotingCommand::request(rq::PULL_MESSAGE, 0).with_field("topic", "Small"));
     assert_eq!(
         r.code,

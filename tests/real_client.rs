@@ -33,6 +33,7 @@ use std::time::Instant;
 
 use common::BrokerProcess;
 use rocketmq_client_rust::ArcMessageQueueListener;
+use rocketmq_client_rust::BrokerAdmin;
 use rocketmq_client_rust::ClientConfig;
 use rocketmq_client_rust::ClientResult;
 use rocketmq_client_rust::ClientRuntime;
@@ -41,6 +42,7 @@ use rocketmq_client_rust::ConsumeConcurrentlyContext;
 use rocketmq_client_rust::ConsumeConcurrentlyStatus;
 use rocketmq_client_rust::ConsumeOrderlyContext;
 use rocketmq_client_rust::ConsumeOrderlyStatus;
+use rocketmq_client_rust::ConsumerAdmin;
 use rocketmq_client_rust::DefaultMQAdminExt;
 use rocketmq_client_rust::DefaultMQProducer;
 use rocketmq_client_rust::DefaultMQPushConsumer;
@@ -57,6 +59,7 @@ use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_queue::MessageQueue;
 use rocketmq_model::common::message::message_single::Message;
 use rocketmq_protocol::protocol::heartbeat::message_model::MessageModel;
+use rocketmq_protocol::protocol::subscription::subscription_group_config::SubscriptionGroupConfig;
 use rocketmq_runtime::RuntimeConfig;
 use rocketmq_runtime::RuntimeOwner;
 use tokio::sync::watch;
@@ -173,6 +176,15 @@ impl ClientEnv {
         consumer
     }
 
+    /// A started admin client, as mqadmin uses one.
+    async fn admin(&self, namesrv: &str) -> DefaultMQAdminExt {
+        let mut admin = DefaultMQAdminExt::new(Arc::clone(&self.runtime));
+        admin.set_namesrv_addr(namesrv);
+        admin.client_config_mut().instance_name = format!("{}-admin", self.label).into();
+        admin.start().await.expect("admin start");
+        admin
+    }
+
     async fn shutdown(mut self) {
         let _ = timeout(Duration::from_secs(30), self.runtime.shutdown()).await;
         if let Some(owner) = self.owner.take() {
@@ -180,6 +192,13 @@ impl ClientEnv {
             owner.shutdown_background();
         }
     }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 async fn shutdown_producer(producer: Arc<DefaultMQProducer>) {
@@ -1449,10 +1468,7 @@ async fn e2e_admin_topic_status_and_consumer_progress() {
         )
         .await;
 
-        let mut admin = DefaultMQAdminExt::new(Arc::clone(&env.runtime));
-        admin.set_namesrv_addr(broker.namesrv_addr.as_str());
-        admin.client_config_mut().instance_name = "t10-admin".into();
-        admin.start().await.expect("admin start");
+        let mut admin = env.admin(&broker.namesrv_addr).await;
 
         let stats = MQAdminTopicStatsReadExt::topic_stats_at(
             &admin,
@@ -1547,4 +1563,193 @@ async fn e2e_admin_topic_status_and_consumer_progress() {
     })
     .await
     .expect("t10 timed out");
+}
+
+/// What `mqadmin clusterList` / `brokerStatus`, `getBrokerConfig`, `consumerConnection`,
+/// `producerConnection` and `updateSubGroup` / `deleteSubGroup` read and change, through the real
+/// admin client: GET_BROKER_RUNTIME_INFO, GET_BROKER_CONFIG, GET_CONSUMER_CONNECTION_LIST,
+/// GET_PRODUCER_CONNECTION_LIST and the subscription-group requests (200, 201, 207, 352).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_admin_broker_status_connections_and_subscription_groups() {
+    let _serial = SERIAL.lock().await;
+    timeout(Duration::from_secs(120), async {
+        const TOPIC: &str = "RcE2eT11Topic";
+        const GROUP: &str = "rc_e2e_t11_cg";
+        const PRODUCER_GROUP: &str = "rc_e2e_t11_pg";
+        const N: usize = 40;
+        let started_ms = now_ms();
+        let store = common::temp_store();
+        let mut broker = start_broker(store.path());
+        let env = ClientEnv::new("t11");
+        let producer = Arc::new(env.producer(&broker.namesrv_addr, PRODUCER_GROUP, 0).await);
+        let sent = send_all(
+            &producer,
+            TOPIC,
+            (0..N).map(|i| spec("t11", i)).collect(),
+            2,
+        )
+        .await;
+        let received = Received::new(sent.keys().cloned());
+        let consumer = env
+            .consumer(
+                &broker.namesrv_addr,
+                GROUP,
+                TOPIC,
+                "TagA || TagB",
+                Collector::new(0, &received),
+                None,
+            )
+            .await;
+        received
+            .wait_all_expected(Duration::from_secs(60), "t11")
+            .await;
+        let admin = env.admin(&broker.namesrv_addr).await;
+        let addr = || broker.broker_addr.as_str().into();
+
+        // clusterList / brokerStatus.
+        let kv = MQAdminReadExt::fetch_broker_runtime_stats(&admin, addr())
+            .await
+            .expect("runtime stats")
+            .table;
+        let get = |k: &str| {
+            kv.iter()
+                .find(|(key, _)| key.as_str() == k)
+                .map(|(_, v)| v.to_string())
+                .unwrap_or_else(|| panic!("t11: runtime info has no {k}: {kv:?}"))
+        };
+        assert_eq!(get("brokerVersionDesc"), "V4_9_8");
+        assert_eq!(
+            get("msgPutTotalTodayNow"),
+            N.to_string(),
+            "t11: messages stored"
+        );
+        let got: usize = get("msgGetTotalTodayNow").parse().expect("a count");
+        assert!(got >= N, "t11: {got} messages delivered, {N} consumed");
+        let earliest: i64 = get("earliestMessageTimeStamp").parse().expect("a time");
+        assert!(
+            (started_ms..=now_ms()).contains(&earliest),
+            "t11: the oldest message was stored at {earliest}, the test began at {started_ms}"
+        );
+        let ratio: f64 = get("commitLogDiskRatio").parse().expect("a ratio");
+        assert!((0.0..=1.0).contains(&ratio), "t11: disk ratio {ratio}");
+        for k in ["putTps", "getTransferedTps"] {
+            let rates: Vec<f64> = get(k)
+                .split(' ')
+                .map(|r| r.parse().expect("a rate"))
+                .collect();
+            assert_eq!(rates.len(), 3, "t11: {k}");
+        }
+
+        // getBrokerConfig: the configuration the broker runs with.
+        let cfg = BrokerAdmin::get_broker_config(&admin, addr())
+            .await
+            .expect("broker config");
+        let cfg_get = |k: &str| {
+            cfg.iter()
+                .find(|(key, _)| key.as_str() == k)
+                .map(|(_, v)| v.to_string())
+        };
+        let port = broker.broker_addr.rsplit(':').next().map(str::to_string);
+        assert_eq!(cfg_get("listenPort"), port, "t11: listenPort");
+        assert_eq!(cfg_get("autoCreateTopicEnable").as_deref(), Some("true"));
+        assert_eq!(cfg_get("brokerIP1").as_deref(), Some("127.0.0.1"));
+        assert_eq!(cfg_get("namesrvAddr"), Some(broker.namesrv_addr.clone()));
+
+        // consumerConnection: the one member, what it subscribes to and how it consumes.
+        let cc =
+            MQAdminReadExt::examine_consumer_connection_info(&admin, GROUP.into(), Some(addr()))
+                .await
+                .expect("consumer connection");
+        let conns: Vec<_> = cc.get_connection_set().iter().collect();
+        assert_eq!(conns.len(), 1, "t11: {cc:?}");
+        assert!(
+            conns[0].get_client_addr().starts_with("127.0.0.1:"),
+            "t11: {:?}",
+            conns[0]
+        );
+        assert!(
+            conns[0].get_client_id().contains("t11-consumer"),
+            "t11: {:?}",
+            conns[0]
+        );
+        assert_eq!(cc.get_message_model(), Some(MessageModel::Clustering));
+        assert_eq!(
+            cc.get_consume_from_where(),
+            Some(ConsumeFromWhere::ConsumeFromFirstOffset)
+        );
+        let sub = cc
+            .get_subscription_table()
+            .iter()
+            .find(|(t, _)| t.as_str() == TOPIC)
+            .map(|(_, s)| s.clone())
+            .expect("t11: the topic's subscription");
+        let tags: Vec<&str> = sub.tags_set.iter().map(|t| t.as_str()).collect();
+        assert_eq!(tags, ["TagA", "TagB"], "t11: {sub:?}");
+        assert_eq!(sub.code_set.len(), 2, "t11: {sub:?}");
+
+        // producerConnection.
+        let pc = MQAdminReadExt::examine_producer_connection_info(
+            &admin,
+            PRODUCER_GROUP.into(),
+            TOPIC.into(),
+        )
+        .await
+        .expect("producer connection");
+        assert_eq!(pc.connection_set().len(), 1, "t11: {pc:?}");
+
+        // Once the consumer is gone, its group is not online.
+        shutdown_consumer(consumer).await;
+        let gone =
+            MQAdminReadExt::examine_consumer_connection_info(&admin, GROUP.into(), Some(addr()))
+                .await;
+        assert!(gone.is_err(), "t11: {gone:?}");
+
+        // updateSubGroup, read back one and all, deleteSubGroup.
+        const NEW_GROUP: &str = "rc_e2e_t11_admin_cg";
+        let mut g = SubscriptionGroupConfig::new(NEW_GROUP.into());
+        g.set_retry_max_times(5);
+        g.set_consume_enable(false);
+        ConsumerAdmin::create_and_update_subscription_group_config(&admin, addr(), g)
+            .await
+            .expect("create the group");
+        let back =
+            ConsumerAdmin::examine_subscription_group_config(&admin, addr(), NEW_GROUP.into())
+                .await
+                .expect("read the group back");
+        assert_eq!((back.retry_max_times(), back.consume_enable()), (5, false));
+        let all = ConsumerAdmin::get_all_subscription_group(&admin, addr(), 5_000)
+            .await
+            .expect("all groups");
+        let names: HashSet<String> = all
+            .get_subscription_group_table()
+            .keys()
+            .map(|k| k.to_string())
+            .collect();
+        assert!(
+            names.contains(NEW_GROUP) && names.contains(GROUP),
+            "t11: {names:?}"
+        );
+        ConsumerAdmin::delete_subscription_group(&admin, addr(), NEW_GROUP.into(), Some(true))
+            .await
+            .expect("delete the group");
+        let deleted =
+            ConsumerAdmin::examine_subscription_group_config(&admin, addr(), NEW_GROUP.into())
+                .await;
+        assert!(deleted.is_err(), "t11: {deleted:?}");
+        let bad = SubscriptionGroupConfig::new("bad group".into());
+        let refused =
+            ConsumerAdmin::create_and_update_subscription_group_config(&admin, addr(), bad).await;
+        assert!(
+            refused.is_err(),
+            "t11: a group name with a space is refused"
+        );
+
+        let mut admin = admin;
+        admin.shutdown().await;
+        shutdown_producer(producer).await;
+        env.shutdown().await;
+        tokio::task::block_in_place(|| broker.stop_clean());
+    })
+    .await
+    .expect("t11 timed out");
 }

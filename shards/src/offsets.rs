@@ -71,6 +71,13 @@ impl ConsumerOffsets {
         self.version += 1;
     }
 
+    /// Forgets every offset `group` committed, on any topic.
+    pub fn remove_group(&mut self, group: &str) {
+        self.table
+            .retain(|k, _| k.rsplit_once('@').is_none_or(|(_, g)| g != group));
+        self.version += 1;
+    }
+
     /// The file path, its new JSON and the version it captures, if anything changed.
     pub fn snapshot(&self) -> Result<Option<(PathBuf, Vec<u8>, u64)>, StoreError> {
         if self.version == self.persisted_version {
@@ -111,6 +118,21 @@ impl ConsumerOffsets {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn removing_a_group_keeps_other_groups_even_with_a_shared_suffix() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut o = ConsumerOffsets::load(dir.path().join("o.json")).expect("load");
+        o.commit("G", "T", 0, 1);
+        o.commit("G", "%RETRY%G", 0, 2);
+        o.commit("XG", "T", 0, 3);
+        o.commit("G_X", "T", 0, 4);
+        o.remove_group("G");
+        assert_eq!(o.query("G", "T", 0), None);
+        assert_eq!(o.query("G", "%RETRY%G", 0), None);
+        assert_eq!(o.query("XG", "T", 0), Some(3));
+        assert_eq!(o.query("G_X", "T", 0), Some(4));
+    }
 
     #[test]
     fn offsets_survive_a_persist_and_reload() {

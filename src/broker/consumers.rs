@@ -25,25 +25,42 @@ pub struct Subscription {
     pub sub_version: i64,
 }
 
+/// The tags of a TAG expression; none for `*` or empty, which match every tag.
+fn tags_of(expr: &str) -> Vec<&str> {
+    let expr = expr.trim();
+    if expr == "*" {
+        return Vec::new();
+    }
+    expr.split("||")
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
 impl Subscription {
     /// Parses a TAG expression: `*` or empty matches all; otherwise tags joined by `||`.
     pub fn from_expression(topic: &str, expr: &str, sub_version: i64) -> Self {
-        let expr = expr.trim();
-        let codes = if expr.is_empty() || expr == "*" {
-            BTreeSet::new()
-        } else {
-            expr.split("||")
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .map(java_string_hash)
-                .collect()
-        };
+        let codes = tags_of(expr).into_iter().map(java_string_hash).collect();
         Self {
             topic: topic.into(),
-            sub_string: expr.into(),
+            sub_string: expr.trim().into(),
             codes,
             sub_version,
         }
+    }
+
+    /// SubscriptionData as Java writes it.
+    pub fn to_json(&self) -> Value {
+        let tags = tags_of(&self.sub_string);
+        serde_json::json!({
+            "classFilterMode": false,
+            "codeSet": self.codes,
+            "expressionType": "TAG",
+            "subString": self.sub_string,
+            "subVersion": self.sub_version,
+            "tagsSet": tags,
+            "topic": self.topic,
+        })
     }
 
     /// The broker's check is on the tag hash only; clients re-check the exact tag.
@@ -56,6 +73,28 @@ impl Subscription {
 pub struct Member {
     pub conn: Conn,
     pub last_heartbeat: Instant,
+    /// The client's `language` and `version` from its last heartbeat's header.
+    pub language: &'static str,
+    pub version: i32,
+}
+
+impl Member {
+    /// One entry of a ConsumerConnection / ProducerConnection `connectionSet`.
+    fn connection_json(&self, client_id: &str) -> Value {
+        serde_json::json!({
+            "clientAddr": self.conn.peer.to_string(),
+            "clientId": client_id,
+            "language": self.language,
+            "version": self.version,
+        })
+    }
+}
+
+/// Who sent a heartbeat: the header fields a connection list reports.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientInfo {
+    pub language: &'static str,
+    pub version: i32,
 }
 
 #[derive(Debug, Default)]
@@ -64,6 +103,7 @@ pub struct Group {
     pub subscriptions: BTreeMap<String, Subscription>,
     pub consume_from_where: String,
     pub message_model: String,
+    pub consume_type: String,
 }
 
 #[derive(Debug, Default)]
@@ -78,6 +118,7 @@ pub struct ConsumerData {
     pub group: String,
     pub consume_from_where: String,
     pub message_model: String,
+    pub consume_type: String,
     pub subscriptions: Vec<Subscription>,
 }
 
@@ -146,6 +187,10 @@ pub fn parse_heartbeat(body: &[u8]) -> Result<Heartbeat, String> {
             group: group.to_string(),
             consume_from_where: enum_text(&c["consumeFromWhere"], &CONSUME_FROM),
             message_model: enum_text(&c["messageModel"], &["BROADCASTING", "CLUSTERING"]),
+            consume_type: enum_text(
+                &c["consumeType"],
+                &["CONSUME_ACTIVELY", "CONSUME_PASSIVELY", "CONSUME_POP"],
+            ),
             subscriptions,
         });
     }
@@ -164,21 +209,24 @@ pub fn parse_heartbeat(body: &[u8]) -> Result<Heartbeat, String> {
 
 impl ConsumerManager {
     /// Records a heartbeat; returns the groups whose member set changed.
-    pub fn heartbeat(&mut self, hb: &Heartbeat, conn: &Conn) -> Vec<String> {
-        let now = Instant::now();
+    pub fn heartbeat(&mut self, hb: &Heartbeat, conn: &Conn, client: ClientInfo) -> Vec<String> {
+        let member = Member {
+            conn: conn.clone(),
+            last_heartbeat: Instant::now(),
+            language: client.language,
+            version: client.version,
+        };
         let mut changed = Vec::new();
         for c in &hb.consumers {
             let g = self.groups.entry(c.group.clone()).or_default();
-            let member = Member {
-                conn: conn.clone(),
-                last_heartbeat: now,
-            };
+            let member = member.clone();
             let new_member = g
                 .members
                 .insert(hb.client_id.clone(), member)
                 .is_none_or(|old| old.conn.id != conn.id);
             g.consume_from_where = c.consume_from_where.clone();
             g.message_model = c.message_model.clone();
+            g.consume_type = c.consume_type.clone();
             for s in &c.subscriptions {
                 g.subscriptions.insert(s.topic.clone(), s.clone());
             }
@@ -187,13 +235,10 @@ impl ConsumerManager {
             }
         }
         for p in &hb.producer_groups {
-            self.producers.entry(p.clone()).or_default().insert(
-                hb.client_id.clone(),
-                Member {
-                    conn: conn.clone(),
-                    last_heartbeat: now,
-                },
-            );
+            self.producers
+                .entry(p.clone())
+                .or_default()
+                .insert(hb.client_id.clone(), member.clone());
         }
         changed
     }
@@ -260,6 +305,39 @@ impl ConsumerManager {
             .get(group)
             .and_then(|g| g.subscriptions.get(topic))
             .cloned()
+    }
+
+    /// GET_CONSUMER_CONNECTION_LIST's body: the group's online members, what they subscribe to
+    /// and how they consume. `None` when no member is online.
+    pub fn consumer_connection(&self, group: &str) -> Option<Value> {
+        let g = self.groups.get(group).filter(|g| !g.members.is_empty())?;
+        let connections: Vec<Value> = g
+            .members
+            .iter()
+            .map(|(id, m)| m.connection_json(id))
+            .collect();
+        let subscriptions: serde_json::Map<String, Value> = g
+            .subscriptions
+            .values()
+            .map(|s| (s.topic.clone(), s.to_json()))
+            .collect();
+        Some(serde_json::json!({
+            "connectionSet": connections,
+            "subscriptionTable": subscriptions,
+            "consumeType": g.consume_type,
+            "messageModel": g.message_model,
+            "consumeFromWhere": g.consume_from_where,
+        }))
+    }
+
+    /// GET_PRODUCER_CONNECTION_LIST's body; `None` when no producer of the group is online.
+    pub fn producer_connection(&self, group: &str) -> Option<Value> {
+        let members = self.producers.get(group).filter(|m| !m.is_empty())?;
+        let connections: Vec<Value> = members
+            .iter()
+            .map(|(id, m)| m.connection_json(id))
+            .collect();
+        Some(serde_json::json!({ "connectionSet": connections }))
     }
 
     /// Sends NOTIFY_CONSUMER_IDS_CHANGED (oneway) to every member of `group`.

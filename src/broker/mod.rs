@@ -2,6 +2,7 @@
 //! registration with the NameServer, and startup/shutdown.
 
 pub mod consumers;
+pub mod counters;
 pub mod groups;
 pub mod handlers;
 pub mod queue_locks;
@@ -39,6 +40,9 @@ pub struct BrokerShared {
     pub queue_locks: Mutex<queue_locks::QueueLocks>,
     pub delay_progress: Mutex<schedule::DelayProgress>,
     pub placement: Mutex<Placement>,
+    pub counters: counters::Counters,
+    /// When this broker started, ms since the epoch.
+    pub boot_ms: i64,
     pub shards: usize,
     /// brokerIP1:listenPort, known once the listener is bound.
     pub store_host: OnceLock<SocketAddr>,

@@ -72,6 +72,43 @@ pub enum QueueOp {
     RemoveTopic {
         topic: String,
     },
+    /// Store figures of every log of the receiving shard (GET_BROKER_RUNTIME_INFO).
+    LogStats,
+    /// Forget a deleted subscription group's offsets in every log of the receiving shard.
+    RemoveGroupOffsets {
+        group: String,
+    },
+}
+
+/// Store figures of one shard's logs, combined.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LogStats {
+    pub logs: usize,
+    /// Smallest physical offset still kept, and the largest written, over the logs.
+    pub min_phys: Option<u64>,
+    pub max_phys: u64,
+    /// Store time of the oldest record kept, over the logs.
+    pub earliest_store_ms: Option<i64>,
+    /// The highest used ratio of the disks (or configured capacities) the logs are on.
+    pub disk_used_ratio: f64,
+}
+
+impl LogStats {
+    pub fn merge(self, o: LogStats) -> LogStats {
+        fn min_of<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
+            match (a, b) {
+                (Some(x), Some(y)) => Some(x.min(y)),
+                (x, y) => x.or(y),
+            }
+        }
+        LogStats {
+            logs: self.logs + o.logs,
+            min_phys: min_of(self.min_phys, o.min_phys),
+            max_phys: self.max_phys.max(o.max_phys),
+            earliest_store_ms: min_of(self.earliest_store_ms, o.earliest_store_ms),
+            disk_used_ratio: self.disk_used_ratio.max(o.disk_used_ratio),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -99,6 +136,7 @@ pub enum QueueReply {
     Value(i64),
     Record(bytes::Bytes),
     Records(Vec<bytes::Bytes>),
+    LogStats(LogStats),
     Done,
     Failed(String),
 }
@@ -136,6 +174,23 @@ pub async fn execute(ctx: &Rc<ShardCtx>, log_id: u16, op: QueueOp) -> QueueReply
         .unwrap_or_else(|_| QueueReply::Failed(format!("shard {owner} dropped the request")))
 }
 
+/// Runs an operation on every shard in turn (each shard's primary log id is its shard id, and
+/// the per-shard operations act on all of that shard's logs). The replies in shard order, or
+/// the first failure.
+pub async fn execute_on_every_shard(
+    ctx: &Rc<ShardCtx>,
+    op: impl Fn() -> QueueOp,
+) -> Result<Vec<QueueReply>, String> {
+    let mut replies = Vec::with_capacity(ctx.shared.shards);
+    for shard in 0..ctx.shared.shards {
+        match execute(ctx, shard as u16, op()).await {
+            QueueReply::Failed(e) => return Err(e),
+            r => replies.push(r),
+        }
+    }
+    Ok(replies)
+}
+
 /// Serves operations other shards send here.
 pub fn serve_mesh(ctx: &Rc<ShardCtx>) {
     let c = ctx.clone();
@@ -158,12 +213,29 @@ pub fn store_error_code(e: &StoreError) -> i32 {
 }
 
 async fn execute_local(ctx: &Rc<ShardCtx>, log_id: u16, op: QueueOp) -> QueueReply {
-    if let QueueOp::RemoveTopic { topic } = &op {
-        let logs: Vec<Rc<Log>> = ctx.logs.borrow().values().cloned().collect();
-        for log in logs {
-            log.remove_topic(topic).await;
+    // Operations on every log of this shard rather than on one queue's.
+    let shard_logs = || -> Vec<Rc<Log>> { ctx.logs.borrow().values().cloned().collect() };
+    match &op {
+        QueueOp::RemoveTopic { topic } => {
+            for log in shard_logs() {
+                log.remove_topic(topic).await;
+            }
+            return QueueReply::Done;
         }
-        return QueueReply::Done;
+        QueueOp::RemoveGroupOffsets { group } => {
+            for log in shard_logs() {
+                log.remove_group_offsets(group);
+            }
+            return QueueReply::Done;
+        }
+        QueueOp::LogStats => {
+            let mut stats = LogStats::default();
+            for log in shard_logs() {
+                stats = stats.merge(log_stats(&log).await);
+            }
+            return QueueReply::LogStats(stats);
+        }
+        _ => {}
     }
     let Some(log) = ctx.log(log_id) else {
         return QueueReply::Failed(format!(
@@ -231,7 +303,9 @@ async fn execute_local(ctx: &Rc<ShardCtx>, log_id: u16, op: QueueOp) -> QueueRep
             queue_id,
             timestamp,
         } => QueueReply::Value(log.search_offset_by_time(&topic, queue_id, timestamp).await as i64),
-        QueueOp::RemoveTopic { .. } => QueueReply::Done,
+        QueueOp::RemoveTopic { .. } | QueueOp::RemoveGroupOffsets { .. } | QueueOp::LogStats => {
+            QueueReply::Done
+        }
         QueueOp::ReadAt { phys } => match read_at(&log, phys).await {
             Ok(b) => QueueReply::Record(b),
             Err(e) => QueueReply::Failed(e.to_string()),
@@ -281,6 +355,26 @@ async fn read_at(log: &Log, phys: u64) -> Result<bytes::Bytes, StoreError> {
     match check(&rec, phys as i64) {
         Check::Record(_) => Ok(rec),
         _ => Err(not_found()),
+    }
+}
+
+async fn log_stats(log: &Log) -> LogStats {
+    let (min, max) = (log.min_phys(), log.commitlog().write_pos());
+    let earliest_store_ms = if min < max {
+        // The oldest segment starts with a record; a failed read only leaves the figure out.
+        read_at(log, min)
+            .await
+            .ok()
+            .and_then(|rec| rocketcore_shards::message::record::store_timestamp_of(&rec))
+    } else {
+        None
+    };
+    LogStats {
+        logs: 1,
+        min_phys: Some(min),
+        max_phys: max,
+        earliest_store_ms,
+        disk_used_ratio: log.disk_used_ratio(),
     }
 }
 

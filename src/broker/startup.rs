@@ -76,6 +76,8 @@ pub fn run(cfg: BrokerConfig) -> Result<(), StartError> {
         queue_locks: Mutex::new(Default::default()),
         delay_progress: Mutex::new(delay_progress),
         placement: Mutex::new(placement),
+        counters: super::counters::Counters::new(shards),
+        boot_ms: rocketcore_shards::store::now_ms(),
         shards,
         store_host: OnceLock::new(),
         namesrv_addrs: OnceLock::new(),
@@ -217,6 +219,7 @@ async fn shard_main(
         spawn(registration_loop(shared.clone()));
         spawn(consumer_expiry(shared.clone()));
         spawn(schedule::persist_loop(shared.clone()));
+        spawn(sample_counters(shared.clone()));
     }
     ctx.shard.shutdown_requested().await;
     if id == 0 {
@@ -388,6 +391,16 @@ async fn retention_loop(log: Rc<Log>, shared: Arc<BrokerShared>) {
             ),
             Err(e) => tracing::warn!(log = log.id(), error = %e, "retention pass failed"),
         }
+    }
+}
+
+async fn sample_counters(shared: Arc<BrokerShared>) {
+    loop {
+        shared.counters.sample(
+            std::time::Instant::now(),
+            rocketcore_shards::store::now_ms(),
+        );
+        sleep(super::counters::SAMPLE_EVERY).await;
     }
 }
 

@@ -17,6 +17,16 @@ pub enum FlushDiskType {
     AsyncFlush,
 }
 
+impl FlushDiskType {
+    /// The name `flushDiskType` takes in broker.properties.
+    pub fn name(self) -> &'static str {
+        match self {
+            FlushDiskType::SyncFlush => "SYNC_FLUSH",
+            FlushDiskType::AsyncFlush => "ASYNC_FLUSH",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
     pub broker_cluster_name: String,
@@ -243,6 +253,99 @@ impl BrokerConfig {
     }
 }
 
+impl BrokerConfig {
+    /// Every key `set` accepts with an effect, and its current value in the form `set` reads
+    /// (GET_BROKER_CONFIG, `mqadmin getBrokerConfig`).
+    pub fn properties(&self) -> Vec<(&'static str, String)> {
+        let ms = |d: Duration| d.as_millis().to_string();
+        vec![
+            ("brokerClusterName", self.broker_cluster_name.clone()),
+            ("brokerName", self.broker_name.clone()),
+            ("brokerId", self.broker_id.to_string()),
+            ("brokerIP1", self.broker_ip1.to_string()),
+            ("listenPort", self.listen_port.to_string()),
+            ("namesrvAddr", self.namesrv_addr.clone().unwrap_or_default()),
+            ("embeddedNamesrv", self.embedded_namesrv.to_string()),
+            ("namesrvListenPort", self.namesrv_listen_port.to_string()),
+            (
+                "storePathRootDir",
+                self.store_path_root_dir.display().to_string(),
+            ),
+            ("flushDiskType", self.flush_disk_type.name().into()),
+            ("syncFlushTimeout", ms(self.sync_flush_timeout)),
+            ("flushIntervalCommitLog", ms(self.flush_interval_commit_log)),
+            (
+                "mapedFileSizeCommitLog",
+                self.maped_file_size_commit_log.to_string(),
+            ),
+            (
+                "fileReservedTime",
+                self.file_reserved_time_hours.to_string(),
+            ),
+            (
+                "deleteWhen",
+                self.delete_when
+                    .iter()
+                    .map(|h| format!("{h:02}"))
+                    .collect::<Vec<_>>()
+                    .join(";"),
+            ),
+            (
+                "diskMaxUsedSpaceRatio",
+                self.disk_max_used_space_ratio.to_string(),
+            ),
+            ("maxMessageSize", self.max_message_size.to_string()),
+            (
+                "autoCreateTopicEnable",
+                self.auto_create_topic_enable.to_string(),
+            ),
+            (
+                "autoCreateSubscriptionGroup",
+                self.auto_create_subscription_group.to_string(),
+            ),
+            (
+                "defaultTopicQueueNums",
+                self.default_topic_queue_nums.to_string(),
+            ),
+            ("brokerPermission", self.broker_permission.to_string()),
+            ("longPollingEnable", self.long_polling_enable.to_string()),
+            ("shards", self.shards.to_string()),
+            ("shardIoMemory", self.shard_io_memory.to_string()),
+            ("tailCacheBytes", self.tail_cache_bytes.to_string()),
+            ("pinShards", self.pin_shards.to_string()),
+            (
+                "warmMapedFileEnable",
+                self.warm_maped_file_enable.to_string(),
+            ),
+            ("maxHashSlotNum", self.max_hash_slot_num.to_string()),
+            (
+                "shardSpinBeforePark",
+                self.shard_spin_before_park.as_micros().to_string(),
+            ),
+            (
+                "messageDelayLevel",
+                self.message_delay_level_ms
+                    .iter()
+                    .map(|ms| delay_text(*ms))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
+            ("registerBrokerInterval", ms(self.register_interval)),
+            ("tuningProfile", self.tuning_profile.clone()),
+        ]
+    }
+}
+
+/// One delay level in the largest unit that divides it exactly, as `messageDelayLevel` reads it.
+fn delay_text(ms: i64) -> String {
+    for (unit, per) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000)] {
+        if ms % per == 0 {
+            return format!("{}{unit}", ms / per);
+        }
+    }
+    format!("{}s", ms / 1_000)
+}
+
 /// `messageDelayLevel`: durations like `1s 5s 1m 2h`, in milliseconds.
 pub fn parse_delay_levels(v: &str) -> Option<Vec<i64>> {
     let levels: Option<Vec<i64>> = v
@@ -267,6 +370,48 @@ pub fn parse_delay_levels(v: &str) -> Option<Vec<i64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Reads `properties()` back through `set`, key by key, into a default config.
+    fn reread(c: &BrokerConfig) -> BrokerConfig {
+        let mut back = BrokerConfig::default();
+        for (k, v) in c.properties() {
+            assert_eq!(
+                back.set(k, &v).map_err(|e| e.to_string()),
+                Ok(true),
+                "{k}={v}"
+            );
+        }
+        back
+    }
+
+    #[test]
+    fn every_property_written_reads_back_to_the_same_value() {
+        let mut c = BrokerConfig::default();
+        for (k, v) in [
+            ("brokerName", "b-7"),
+            ("brokerIP1", "10.1.2.3"),
+            ("namesrvAddr", "127.0.0.1:9876;127.0.0.1:9877"),
+            ("flushDiskType", "SYNC_FLUSH"),
+            ("syncFlushTimeout", "1234"),
+            ("deleteWhen", "04;16"),
+            ("messageDelayLevel", "1s 90s 2m 1h 2d"),
+            ("shardSpinBeforePark", "50"),
+            ("pinShards", "false"),
+            ("maxMessageSize", "1000"),
+        ] {
+            assert_eq!(c.set(k, v).map_err(|e| e.to_string()), Ok(true), "{k}");
+        }
+        let back = reread(&c);
+        assert_eq!(back.properties(), c.properties());
+        assert_eq!(
+            back.message_delay_level_ms,
+            [1_000, 90_000, 120_000, 3_600_000, 172_800_000]
+        );
+        assert_eq!(back.delete_when, [4, 16]);
+        assert_eq!(back.flush_disk_type, FlushDiskType::SyncFlush);
+        let d = BrokerConfig::default();
+        assert_eq!(reread(&d).properties(), d.properties());
+    }
 
     #[test]
     fn delay_levels_parse_as_rocketmq_writes_them_and_refuse_anything_else() {

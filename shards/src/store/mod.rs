@@ -327,6 +327,16 @@ impl Log {
         let _ = std::fs::remove_dir_all(self.cfg.dir.join("consumequeue").join(topic));
     }
 
+    /// Forgets every offset `group` committed in this log.
+    pub fn remove_group_offsets(&self, group: &str) {
+        self.offsets.borrow_mut().remove_group(group);
+    }
+
+    /// Physical offset of the oldest record still kept: where the oldest segment starts.
+    pub fn min_phys(&self) -> u64 {
+        self.commitlog_min.get()
+    }
+
     /// Bytes the store occupies by its own accounting (preallocated segments count in full):
     /// every segment from the oldest kept one to the one being written.
     pub fn used_bytes(&self) -> u64 {

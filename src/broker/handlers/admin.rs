@@ -3,7 +3,7 @@
 use std::rc::Rc;
 
 use super::{required, required_int, Reject, Reply};
-use crate::broker::queue_ops::{execute, QueueOp, QueueReply};
+use crate::broker::queue_ops::{execute_on_every_shard, QueueOp};
 use crate::broker::topics::{validate_topic_name, TopicConfig, SYSTEM_TOPICS};
 use crate::broker::{lock, ShardCtx};
 use crate::remoting::codes::response as rs;
@@ -75,15 +75,12 @@ pub async fn delete_topic(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
                 .map_err(|e| Reject::new(rs::SYSTEM_ERROR, e.to_string()))?;
         }
     }
-    // Each shard's primary log id is its shard id, so this reaches every shard once.
-    for shard in 0..ctx.shared.shards {
-        let op = QueueOp::RemoveTopic {
-            topic: topic.to_string(),
-        };
-        if let QueueReply::Failed(e) = execute(ctx, shard as u16, op).await {
-            return Err(Reject::new(rs::SYSTEM_ERROR, e));
-        }
-    }
+    let op = || QueueOp::RemoveTopic {
+        topic: topic.to_string(),
+    };
+    execute_on_every_shard(ctx, op)
+        .await
+        .map_err(|e| Reject::new(rs::SYSTEM_ERROR, e))?;
     if let Err(e) = crate::broker::register::register_once(&ctx.shared).await {
         tracing::warn!(error = %e, "registration after topic deletion failed; the periodic one will retry");
     }

@@ -1,10 +1,11 @@
-//! HEART_BEAT, UNREGISTER_CLIENT, GET_CONSUMER_LIST_BY_GROUP, LOCK_BATCH_MQ / UNLOCK_BATCH_MQ and
-//! connection close (§3.4, §3.5).
+//! HEART_BEAT, UNREGISTER_CLIENT, GET_CONSUMER_LIST_BY_GROUP, GET_CONSUMER_CONNECTION_LIST /
+//! GET_PRODUCER_CONNECTION_LIST, LOCK_BATCH_MQ / UNLOCK_BATCH_MQ and connection close (§3.4,
+//! §3.5, §3.10).
 
 use std::rc::Rc;
 
 use super::{required, Reject, Reply};
-use crate::broker::consumers::parse_heartbeat;
+use crate::broker::consumers::{parse_heartbeat, ClientInfo};
 use crate::broker::queue_locks::{LockBatchBody, LockBatchReply};
 use crate::broker::topics::{TopicConfig, PERM_READ, PERM_WRITE};
 use crate::broker::{lock, ShardCtx};
@@ -44,7 +45,11 @@ pub fn heartbeat(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand, conn: &Conn) -> Repl
     }
     let changed = {
         let mut consumers = lock(&shared.consumers);
-        let changed = consumers.heartbeat(&hb, conn);
+        let client = ClientInfo {
+            language: cmd.language_name(),
+            version: cmd.version,
+        };
+        let changed = consumers.heartbeat(&hb, conn, client);
         for g in &changed {
             consumers.notify(g);
         }
@@ -54,6 +59,35 @@ pub fn heartbeat(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand, conn: &Conn) -> Repl
         tracing::info!(client = %hb.client_id, groups = ?changed, "consumer group membership changed");
     }
     Ok(RemotingCommand::response_to(cmd, rs::SUCCESS))
+}
+
+/// GET_CONSUMER_CONNECTION_LIST (`mqadmin consumerConnection`): the group's online members and
+/// their subscriptions; 206 CONSUMER_NOT_ONLINE when none is online, as the Java broker answers.
+pub fn consumer_connections(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
+    let group = required(cmd, "consumerGroup")?;
+    let body = lock(&ctx.shared.consumers)
+        .consumer_connection(group)
+        .ok_or_else(|| {
+            Reject::new(
+                rs::CONSUMER_NOT_ONLINE,
+                format!("the consumer group[{group}] not online"),
+            )
+        })?;
+    Ok(RemotingCommand::response_to(cmd, rs::SUCCESS).with_body(body.to_string().into_bytes()))
+}
+
+/// GET_PRODUCER_CONNECTION_LIST (`mqadmin producerConnection`): the group's online producers.
+pub fn producer_connections(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
+    let group = required(cmd, "producerGroup")?;
+    let body = lock(&ctx.shared.consumers)
+        .producer_connection(group)
+        .ok_or_else(|| {
+            Reject::new(
+                rs::SYSTEM_ERROR,
+                format!("the producer group[{group}] not exist"),
+            )
+        })?;
+    Ok(RemotingCommand::response_to(cmd, rs::SUCCESS).with_body(body.to_string().into_bytes()))
 }
 
 pub fn unregister(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {

@@ -5,8 +5,10 @@ mod clients;
 mod offsets;
 mod pull;
 mod query;
+mod runtime;
 mod send;
 mod stats;
+mod sub_groups;
 
 use std::rc::Rc;
 
@@ -80,6 +82,8 @@ async fn dispatch(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand, conn: &Conn) -> Rep
         rq::HEART_BEAT => clients::heartbeat(ctx, cmd, conn),
         rq::UNREGISTER_CLIENT => clients::unregister(ctx, cmd),
         rq::GET_CONSUMER_LIST_BY_GROUP => clients::consumer_list(ctx, cmd),
+        rq::GET_CONSUMER_CONNECTION_LIST => clients::consumer_connections(ctx, cmd),
+        rq::GET_PRODUCER_CONNECTION_LIST => clients::producer_connections(ctx, cmd),
         rq::LOCK_BATCH_MQ => clients::lock_batch(ctx, cmd),
         rq::UNLOCK_BATCH_MQ => clients::unlock_batch(ctx, cmd),
         rq::CONSUMER_SEND_MSG_BACK => send::send_back(ctx, cmd).await,
@@ -90,6 +94,12 @@ async fn dispatch(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand, conn: &Conn) -> Rep
         rq::GET_TOPIC_STATS_INFO => stats::topic_stats(ctx, cmd).await,
         rq::GET_CONSUME_STATS => stats::consume_stats(ctx, cmd).await,
         rq::VIEW_MESSAGE_BY_ID => query::view_by_id(ctx, cmd).await,
+        rq::GET_BROKER_RUNTIME_INFO => runtime::runtime_info(ctx, cmd).await,
+        rq::GET_BROKER_CONFIG => runtime::broker_config(ctx, cmd),
+        rq::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => sub_groups::create_or_update(ctx, cmd),
+        rq::GET_SUBSCRIPTIONGROUP_CONFIG => sub_groups::get_one(ctx, cmd),
+        rq::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => sub_groups::get_all(ctx, cmd),
+        rq::DELETE_SUBSCRIPTIONGROUP => sub_groups::delete(ctx, cmd).await,
         other => Err(Reject::new(
             rs::REQUEST_CODE_NOT_SUPPORTED,
             format!("request code {other} not supported"),

@@ -149,6 +149,9 @@ pub async fn handle(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
         .with_field("minOffset", r.min_offset)
         .with_field("maxOffset", r.max_offset);
     if code == rs::SUCCESS {
+        ctx.shared
+            .counters
+            .add_get(ctx.shard.id(), r.records.len() as u64);
         let mut body = BytesMut::with_capacity(r.records.iter().map(|b| b.len()).sum());
         for rec in &r.records {
             body.extend_from_slice(rec);

@@ -220,6 +220,9 @@ async fn put(
     let store = ctx.shared.store_host();
     match execute(ctx, log, QueueOp::Put { msgs, wait }).await {
         QueueReply::Put(Ok(r)) => {
+            ctx.shared
+                .counters
+                .add_put(ctx.shard.id(), r.appended.len() as u64);
             let code = match r.status {
                 PutStatus::Ok => rs::SUCCESS,
                 PutStatus::FlushDiskTimeout => rs::FLUSH_DISK_TIMEOUT,

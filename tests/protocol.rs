@@ -330,6 +330,27 @@ fn given_bad_input_should_answer_with_the_documented_code_and_keep_serving() {
         );
         assert!(!r.remark.unwrap_or_default().is_empty());
     }
+    let reset = |topic: &str| {
+        RemotingCommand::request(rq::INVOKE_BROKER_TO_RESET_OFFSET, 0)
+            .with_field("topic", topic)
+            .with_field("group", "NobodyHere")
+            .with_field("timestamp", 0)
+            .with_field("isForce", "true")
+    };
+    let r = c.call(reset("Nope"));
+    assert_eq!(
+        r.code,
+        rs::SYSTEM_ERROR,
+        "a reset of a topic that does not exist"
+    );
+    assert!(r.remark.unwrap_or_default().contains("no topic"));
+    let r = c.call(reset("Small"));
+    assert_eq!(
+        r.code,
+        rs::SYSTEM_ERROR,
+        "a reset for a group with no offsets"
+    );
+    assert!(r.remark.unwrap_or_default().contains("NobodyHere"));
     let r = c.call(RemotingCommand::request(
         rq::GET_ALL_SUBSCRIPTIONGROUP_CONFIG,
         0,

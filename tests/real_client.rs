@@ -51,6 +51,7 @@ use rocketmq_client_rust::MQAdminTopicStatsReadExt;
 use rocketmq_client_rust::MQPushConsumer;
 use rocketmq_client_rust::MessageListenerConcurrently;
 use rocketmq_client_rust::MessageQueueListener;
+use rocketmq_client_rust::OffsetAdmin;
 use rocketmq_client_rust::SendResult;
 use rocketmq_client_rust::SendStatus;
 use rocketmq_client_rust::TelemetryHandle;
@@ -389,6 +390,7 @@ struct Inner {
 struct Received {
     inner: Mutex<Inner>,
     expected_tx: watch::Sender<usize>,
+    deliveries_tx: watch::Sender<usize>,
 }
 
 impl Received {
@@ -399,6 +401,7 @@ impl Received {
                 ..Inner::default()
             }),
             expected_tx: watch::channel(0).0,
+            deliveries_tx: watch::channel(0).0,
         })
     }
 
@@ -423,6 +426,7 @@ impl Received {
         let uniq = m.message.property("UNIQ_KEY").map(str::to_string);
         let mut g = self.lock();
         g.deliveries += 1;
+        self.deliveries_tx.send_replace(g.deliveries);
         *g.per_consumer.entry(consumer).or_default() += 1;
         if m.reconsume_times > 0 {
             let d = format!(
@@ -466,6 +470,29 @@ impl Received {
             drop(g);
             self.expected_tx.send_replace(n);
         }
+    }
+
+    /// Bounded wait until `target` deliveries in all (repeats included) have been seen.
+    async fn wait_deliveries(&self, target: usize, limit: Duration, what: &str) {
+        let mut rx = self.deliveries_tx.subscribe();
+        let done = matches!(
+            timeout(limit, rx.wait_for(|n| *n >= target)).await,
+            Ok(Ok(_))
+        );
+        assert!(
+            done,
+            "{what}: {} of {target} deliveries within {limit:?}",
+            self.deliveries()
+        );
+    }
+
+    /// How many times each msgId was delivered.
+    fn counts(&self) -> HashMap<String, usize> {
+        self.lock()
+            .by_id
+            .iter()
+            .map(|(id, g)| (id.clone(), g.count))
+            .collect()
     }
 
     /// Bounded wait until every expected msgId has been delivered at least once.
@@ -1752,4 +1779,108 @@ async fn e2e_admin_broker_status_connections_and_subscription_groups() {
     })
     .await
     .expect("t11 timed out");
+}
+
+/// `mqadmin resetOffsetByTime` while the group's consumer runs (INVOKE_BROKER_TO_RESET_OFFSET,
+/// then RESET_CONSUMER_CLIENT_OFFSET to the member): resetting to before the first send makes
+/// the running consumer receive every message again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_reset_offset_by_time_replays_to_a_running_consumer() {
+    let _serial = SERIAL.lock().await;
+    timeout(Duration::from_secs(150), async {
+        const TOPIC: &str = "RcE2eT12Topic";
+        const GROUP: &str = "rc_e2e_t12_cg";
+        const N: usize = 40;
+        let store = common::temp_store();
+        let mut broker = start_broker(store.path());
+        let env = ClientEnv::new("t12");
+        let started_ms = now_ms();
+        let producer = Arc::new(env.producer(&broker.namesrv_addr, "rc_e2e_t12_pg", 0).await);
+        let sent = send_all(
+            &producer,
+            TOPIC,
+            (0..N).map(|i| spec("t12", i)).collect(),
+            2,
+        )
+        .await;
+        let received = Received::new(sent.keys().cloned());
+        let consumer = env
+            .consumer(
+                &broker.namesrv_addr,
+                GROUP,
+                TOPIC,
+                "*",
+                Collector::new(0, &received),
+                None,
+            )
+            .await;
+        received
+            .wait_all_expected(Duration::from_secs(60), "t12")
+            .await;
+        let admin = env.admin(&broker.namesrv_addr).await;
+
+        // The reset needs the group's committed offset on every queue; the client commits
+        // after consuming, so wait (bounded) until the backlog reads 0.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let stats = MQAdminReadExt::examine_consume_stats(
+                &admin,
+                GROUP.into(),
+                Some(TOPIC.into()),
+                None,
+                Some(broker.broker_addr.as_str().into()),
+                None,
+            )
+            .await
+            .expect("consume stats");
+            if stats.compute_total_diff() == 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "t12: offsets never committed: {stats:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(
+            received.deliveries(),
+            N,
+            "t12: each message once before the reset"
+        );
+
+        let table = OffsetAdmin::reset_offset_by_timestamp(
+            &admin,
+            None,
+            TOPIC.into(),
+            GROUP.into(),
+            started_ms as u64,
+            true,
+        )
+        .await
+        .expect("reset offsets");
+        assert!(!table.is_empty(), "t12: the reset names the topic's queues");
+        assert!(
+            table.values().all(|o| *o == 0),
+            "t12: every queue goes back to its first message: {table:?}"
+        );
+        received
+            .wait_deliveries(2 * N, Duration::from_secs(90), "t12 replay")
+            .await;
+        let counts = received.counts();
+        for id in sent.keys() {
+            assert!(
+                counts.get(id).copied().unwrap_or(0) >= 2,
+                "t12: {id} was not replayed: {counts:?}"
+            );
+        }
+
+        let mut admin = admin;
+        admin.shutdown().await;
+        shutdown_consumer(consumer).await;
+        shutdown_producer(producer).await;
+        env.shutdown().await;
+        tokio::task::block_in_place(|| broker.stop_clean());
+    })
+    .await
+    .expect("t12 timed out");
 }

@@ -342,20 +342,28 @@ impl ConsumerManager {
 
     /// Sends NOTIFY_CONSUMER_IDS_CHANGED (oneway) to every member of `group`.
     pub fn notify(&self, group: &str) {
+        let cmd = RemotingCommand::request(request::NOTIFY_CONSUMER_IDS_CHANGED, 0)
+            .with_field("consumerGroup", group);
+        // A member whose outbound queue is full or closed is gone or stuck; it will rebalance
+        // on its own 20 s timer.
+        self.send_oneway_to_members(group, &cmd);
+    }
+
+    /// Sends `cmd` as a oneway request, each with its own opaque, to every online member of
+    /// `group`; returns how many it was queued for.
+    pub fn send_oneway_to_members(&self, group: &str, cmd: &RemotingCommand) -> usize {
         let Some(g) = self.groups.get(group) else {
-            return;
+            return 0;
         };
+        let mut sent = 0;
         for m in g.members.values() {
-            let cmd = RemotingCommand::request(
-                request::NOTIFY_CONSUMER_IDS_CHANGED,
-                NEXT_OPAQUE.fetch_add(1, Ordering::Relaxed),
-            )
-            .with_field("consumerGroup", group)
-            .mark_oneway();
-            // A full or closed outbound queue means the client is gone or stuck; it will rebalance
-            // on its own 20 s timer.
-            let _ = m.conn.outbound.try_send(cmd);
+            let mut c = cmd.clone().mark_oneway();
+            c.opaque = NEXT_OPAQUE.fetch_add(1, Ordering::Relaxed);
+            if m.conn.outbound.try_send(c).is_ok() {
+                sent += 1;
+            }
         }
+        sent
     }
 }
 

@@ -5,6 +5,7 @@ mod clients;
 mod offsets;
 mod pull;
 mod query;
+mod reset;
 mod runtime;
 mod send;
 mod stats;
@@ -100,6 +101,7 @@ async fn dispatch(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand, conn: &Conn) -> Rep
         rq::GET_SUBSCRIPTIONGROUP_CONFIG => sub_groups::get_one(ctx, cmd),
         rq::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => sub_groups::get_all(ctx, cmd),
         rq::DELETE_SUBSCRIPTIONGROUP => sub_groups::delete(ctx, cmd).await,
+        rq::INVOKE_BROKER_TO_RESET_OFFSET => reset::reset_offset(ctx, cmd).await,
         other => Err(Reject::new(
             rs::REQUEST_CODE_NOT_SUPPORTED,
             format!("request code {other} not supported"),

@@ -16,7 +16,7 @@ use crate::remoting::codes::response as rs;
 use crate::remoting::RemotingCommand;
 
 /// A queue as fastjson writes it, fields in alphabetical order.
-fn push_queue_key(out: &mut String, broker: &str, topic: &str, queue_id: i32) {
+pub(super) fn push_queue_key(out: &mut String, broker: &str, topic: &str, queue_id: i32) {
     let _ = write!(
         out,
         "{{\"brokerName\":{},\"queueId\":{queue_id},\"topic\":{}}}",
@@ -25,7 +25,12 @@ fn push_queue_key(out: &mut String, broker: &str, topic: &str, queue_id: i32) {
     );
 }
 
-async fn value(ctx: &Rc<ShardCtx>, topic: &str, queue_id: i32, op: QueueOp) -> Result<i64, Reject> {
+pub(super) async fn value(
+    ctx: &Rc<ShardCtx>,
+    topic: &str,
+    queue_id: i32,
+    op: QueueOp,
+) -> Result<i64, Reject> {
     let log = ctx
         .shared
         .log_of(topic, queue_id)
@@ -56,7 +61,11 @@ async fn store_time_at(
     value(ctx, topic, queue_id, op).await
 }
 
-async fn max_offset(ctx: &Rc<ShardCtx>, topic: &str, queue_id: i32) -> Result<i64, Reject> {
+pub(super) async fn max_offset(
+    ctx: &Rc<ShardCtx>,
+    topic: &str,
+    queue_id: i32,
+) -> Result<i64, Reject> {
     let op = QueueOp::MaxOffset {
         topic: topic.to_string(),
         queue_id,
@@ -64,7 +73,7 @@ async fn max_offset(ctx: &Rc<ShardCtx>, topic: &str, queue_id: i32) -> Result<i6
     value(ctx, topic, queue_id, op).await
 }
 
-fn write_queue_nums(ctx: &Rc<ShardCtx>, topic: &str) -> Option<i32> {
+pub(super) fn write_queue_nums(ctx: &Rc<ShardCtx>, topic: &str) -> Option<i32> {
     lock(&ctx.shared.topics)
         .get(topic)
         .map(|tc| tc.write_queue_nums)

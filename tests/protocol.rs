@@ -337,6 +337,16 @@ fn given_bad_input_should_answer_with_the_documented_code_and_keep_serving() {
             .with_field("timestamp", 0)
             .with_field("isForce", "true")
     };
+    let r = c.call(
+        RemotingCommand::request(rq::CLONE_GROUP_OFFSET, 0)
+            .with_field("srcGroup", "A")
+            .with_field("destGroup", "not a group!")
+            .with_field("topic", "Small"),
+    );
+    assert_eq!(r.code, rs::SYSTEM_ERROR, "a clone into a bad group name");
+    assert!(r.remark.unwrap_or_default().contains("illegal"));
+    let r = c.call(RemotingCommand::request(rq::QUERY_TOPIC_CONSUME_BY_WHO, 0));
+    assert_eq!(r.code, rs::SYSTEM_ERROR, "consumed-by without a topic");
     let r = c.call(reset("Nope"));
     assert_eq!(
         r.code,

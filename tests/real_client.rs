@@ -52,9 +52,11 @@ use rocketmq_client_rust::MQPushConsumer;
 use rocketmq_client_rust::MessageListenerConcurrently;
 use rocketmq_client_rust::MessageQueueListener;
 use rocketmq_client_rust::OffsetAdmin;
+use rocketmq_client_rust::RouteAdmin;
 use rocketmq_client_rust::SendResult;
 use rocketmq_client_rust::SendStatus;
 use rocketmq_client_rust::TelemetryHandle;
+use rocketmq_client_rust::TopicAdmin;
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_queue::MessageQueue;
@@ -1730,6 +1732,75 @@ async fn e2e_admin_broker_status_connections_and_subscription_groups() {
             MQAdminReadExt::examine_consumer_connection_info(&admin, GROUP.into(), Some(addr()))
                 .await;
         assert!(gone.is_err(), "t11: {gone:?}");
+
+        // Who consumes the topic: the group is offline now, and found by its committed offsets.
+        let who = TopicAdmin::query_topic_consume_by_who(&admin, TOPIC.into())
+            .await
+            .expect("consumed by");
+        assert!(
+            who.get_group_list().iter().any(|g| g.as_str() == GROUP),
+            "t11: {who:?}"
+        );
+
+        // cloneGroupOffset: a new group starts where the old one stopped (backlog 0).
+        const CLONE: &str = "rc_e2e_t11_clone_cg";
+        OffsetAdmin::clone_group_offset(&admin, GROUP.into(), CLONE.into(), TOPIC.into(), true)
+            .await
+            .expect("clone offsets");
+        let cloned = MQAdminReadExt::examine_consume_stats(
+            &admin,
+            CLONE.into(),
+            Some(TOPIC.into()),
+            None,
+            Some(addr()),
+            None,
+        )
+        .await
+        .expect("consume stats of the clone");
+        let committed: i64 = cloned
+            .get_offset_table()
+            .values()
+            .map(|o| o.get_consumer_offset())
+            .sum();
+        assert_eq!(
+            (committed, cloned.compute_total_diff()),
+            (N as i64, 0),
+            "t11: the clone has the source's offsets"
+        );
+
+        // wipeWritePerm / addWritePerm on the NameServer, seen in the topic's route.
+        let perm = || async {
+            let route = TopicAdmin::examine_topic_route_info(&admin, TOPIC.into())
+                .await
+                .expect("route")
+                .expect("t11: the topic has a route");
+            route.queue_datas[0].perm
+        };
+        let ns = || broker.namesrv_addr.as_str().into();
+        let wiped = BrokerAdmin::wipe_write_perm_of_broker(&admin, ns(), "broker-a".into())
+            .await
+            .expect("wipe write permission");
+        assert!(wiped >= 1, "t11: {wiped} topics wiped");
+        assert_eq!(perm().await, 4, "t11: read only after wipeWritePerm");
+        let added = BrokerAdmin::add_write_perm_of_broker(&admin, ns(), "broker-a".into())
+            .await
+            .expect("add write permission");
+        assert_eq!(added, wiped);
+        assert_eq!(perm().await, 6, "t11: read and write after addWritePerm");
+
+        // NameServer KV config, listed by namespace.
+        RouteAdmin::create_and_update_kv_config(&admin, "T11NS".into(), "k".into(), "v".into())
+            .await
+            .expect("put kv");
+        let kvs = RouteAdmin::get_kv_list_by_namespace(&admin, "T11NS".into())
+            .await
+            .expect("kv list")
+            .table;
+        assert!(
+            kvs.iter()
+                .any(|(k, v)| k.as_str() == "k" && v.as_str() == "v"),
+            "t11: {kvs:?}"
+        );
 
         // updateSubGroup, read back one and all, deleteSubGroup.
         const NEW_GROUP: &str = "rc_e2e_t11_admin_cg";

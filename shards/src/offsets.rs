@@ -71,6 +71,34 @@ impl ConsumerOffsets {
         self.version += 1;
     }
 
+    /// The groups with an offset on `topic`.
+    pub fn groups_of_topic(&self, topic: &str) -> Vec<String> {
+        self.table
+            .keys()
+            .filter_map(|k| k.rsplit_once('@'))
+            .filter(|(t, _)| *t == topic)
+            .map(|(_, g)| g.to_string())
+            .collect()
+    }
+
+    /// The topics `group` has an offset on.
+    pub fn topics_of_group(&self, group: &str) -> Vec<String> {
+        self.table
+            .keys()
+            .filter_map(|k| k.rsplit_once('@'))
+            .filter(|(_, g)| *g == group)
+            .map(|(t, _)| t.to_string())
+            .collect()
+    }
+
+    /// Gives `dest` the offsets `src` has on `topic` (CLONE_GROUP_OFFSET), replacing its own.
+    pub fn clone_group(&mut self, src: &str, dest: &str, topic: &str) {
+        if let Some(m) = self.table.get(&key(topic, src)).cloned() {
+            self.table.insert(key(topic, dest), m);
+            self.version += 1;
+        }
+    }
+
     /// Forgets every offset `group` committed, on any topic.
     pub fn remove_group(&mut self, group: &str) {
         self.table
@@ -118,6 +146,30 @@ impl ConsumerOffsets {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn groups_and_topics_are_found_by_either_side_of_the_key_and_clones_copy_every_queue() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut o = ConsumerOffsets::load(dir.path().join("o.json")).expect("load");
+        o.commit("G", "T", 0, 1);
+        o.commit("G", "T", 3, 9);
+        o.commit("H", "T", 0, 2);
+        o.commit("G", "U", 0, 3);
+        assert_eq!(o.groups_of_topic("T"), ["G", "H"]);
+        assert_eq!(o.topics_of_group("G"), ["T", "U"]);
+        o.clone_group("G", "K", "T");
+        assert_eq!(
+            (o.query("K", "T", 0), o.query("K", "T", 3)),
+            (Some(1), Some(9))
+        );
+        assert_eq!(o.query("K", "U", 0), None, "only the named topic is cloned");
+        o.clone_group("Nobody", "K", "T");
+        assert_eq!(
+            o.query("K", "T", 3),
+            Some(9),
+            "cloning nothing changes nothing"
+        );
+    }
 
     #[test]
     fn removing_a_group_keeps_other_groups_even_with_a_shared_suffix() {

@@ -300,6 +300,15 @@ impl ConsumerManager {
             .unwrap_or_default()
     }
 
+    /// The groups with an online member subscribed to `topic`.
+    pub fn groups_subscribing(&self, topic: &str) -> Vec<String> {
+        self.groups
+            .iter()
+            .filter(|(_, g)| !g.members.is_empty() && g.subscriptions.contains_key(topic))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
     pub fn subscription(&self, group: &str, topic: &str) -> Option<Subscription> {
         self.groups
             .get(group)

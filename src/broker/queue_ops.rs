@@ -78,6 +78,20 @@ pub enum QueueOp {
     RemoveGroupOffsets {
         group: String,
     },
+    /// The groups with offsets on `topic`, in every log of the receiving shard.
+    OffsetGroupsOfTopic {
+        topic: String,
+    },
+    /// The topics `group` has offsets on, in every log of the receiving shard.
+    OffsetTopicsOfGroup {
+        group: String,
+    },
+    /// Copy `src`'s offsets on `topic` to `dest` in every log of the receiving shard.
+    CloneGroupOffsets {
+        src: String,
+        dest: String,
+        topic: String,
+    },
 }
 
 /// Store figures of one shard's logs, combined.
@@ -137,6 +151,7 @@ pub enum QueueReply {
     Record(bytes::Bytes),
     Records(Vec<bytes::Bytes>),
     LogStats(LogStats),
+    Names(Vec<String>),
     Done,
     Failed(String),
 }
@@ -235,6 +250,26 @@ async fn execute_local(ctx: &Rc<ShardCtx>, log_id: u16, op: QueueOp) -> QueueRep
             }
             return QueueReply::LogStats(stats);
         }
+        QueueOp::OffsetGroupsOfTopic { topic } => {
+            let names = shard_logs()
+                .iter()
+                .flat_map(|log| log.offset_groups_of_topic(topic))
+                .collect();
+            return QueueReply::Names(names);
+        }
+        QueueOp::OffsetTopicsOfGroup { group } => {
+            let names = shard_logs()
+                .iter()
+                .flat_map(|log| log.offset_topics_of_group(group))
+                .collect();
+            return QueueReply::Names(names);
+        }
+        QueueOp::CloneGroupOffsets { src, dest, topic } => {
+            for log in shard_logs() {
+                log.clone_group_offsets(src, dest, topic);
+            }
+            return QueueReply::Done;
+        }
         _ => {}
     }
     let Some(log) = ctx.log(log_id) else {
@@ -303,9 +338,12 @@ async fn execute_local(ctx: &Rc<ShardCtx>, log_id: u16, op: QueueOp) -> QueueRep
             queue_id,
             timestamp,
         } => QueueReply::Value(log.search_offset_by_time(&topic, queue_id, timestamp).await as i64),
-        QueueOp::RemoveTopic { .. } | QueueOp::RemoveGroupOffsets { .. } | QueueOp::LogStats => {
-            QueueReply::Done
-        }
+        QueueOp::RemoveTopic { .. }
+        | QueueOp::RemoveGroupOffsets { .. }
+        | QueueOp::LogStats
+        | QueueOp::OffsetGroupsOfTopic { .. }
+        | QueueOp::OffsetTopicsOfGroup { .. }
+        | QueueOp::CloneGroupOffsets { .. } => QueueReply::Done,
         QueueOp::ReadAt { phys } => match read_at(&log, phys).await {
             Ok(b) => QueueReply::Record(b),
             Err(e) => QueueReply::Failed(e.to_string()),

@@ -68,6 +68,31 @@ pub fn handle(routes: &Arc<Mutex<RouteInfo>>, cmd: &RemotingCommand) -> Remoting
             },
             _ => missing(cmd, "namespace and key"),
         },
+        rq::GET_KVLIST_BY_NAMESPACE => match cmd.field("namespace") {
+            Some(ns) => match ri.kv.get(ns) {
+                Some(table) => json_body(cmd, &serde_json::json!({ "table": table })),
+                None => RemotingCommand::error_to(
+                    cmd,
+                    rs::QUERY_NOT_FOUND,
+                    format!("No config item, Namespace: {ns}"),
+                ),
+            },
+            None => missing(cmd, "namespace"),
+        },
+        rq::WIPE_WRITE_PERM_OF_BROKER | rq::ADD_WRITE_PERM_OF_BROKER => {
+            let Some(name) = cmd.field("brokerName") else {
+                return missing(cmd, "brokerName");
+            };
+            let allow = cmd.code == rq::ADD_WRITE_PERM_OF_BROKER;
+            let n = ri.set_write_perm(name, allow);
+            let count_field = if allow {
+                "addTopicCount"
+            } else {
+                "wipeTopicCount"
+            };
+            tracing::info!(broker = name, topics = n, allow, "write permission changed");
+            RemotingCommand::response_to(cmd, rs::SUCCESS).with_field(count_field, n)
+        }
         rq::DELETE_KV_CONFIG => match (cmd.field("namespace"), cmd.field("key")) {
             (Some(ns), Some(k)) => {
                 if let Some(m) = ri.kv.get_mut(ns) {

@@ -163,6 +163,29 @@ impl RouteInfo {
         json!({ "topicList": names })
     }
 
+    /// `mqadmin wipeWritePerm` / `addWritePerm`: takes the write permission off every topic the
+    /// broker serves (`allow` false), or gives read and write back (`allow` true), as RocketMQ
+    /// does. Returns how many topics it touched. A broker's next registration with a new data
+    /// version (a topic change) replaces this, as in RocketMQ 4.x.
+    pub fn set_write_perm(&mut self, broker_name: &str, allow: bool) -> usize {
+        const PERM_READ: i32 = 4;
+        const PERM_WRITE: i32 = 2;
+        let mut touched = 0;
+        for qd in self
+            .topics
+            .values_mut()
+            .filter_map(|per_broker| per_broker.get_mut(broker_name))
+        {
+            qd.perm = if allow {
+                PERM_READ | PERM_WRITE
+            } else {
+                qd.perm & !PERM_WRITE
+            };
+            touched += 1;
+        }
+        touched
+    }
+
     pub fn delete_topic(&mut self, topic: &str, cluster: Option<&str>) {
         match cluster {
             None => {
@@ -217,6 +240,21 @@ mod tests {
                 })
                 .collect(),
         });
+    }
+
+    #[test]
+    fn wiping_write_permission_touches_only_that_broker_and_adding_restores_read_write() {
+        let mut ri = RouteInfo::default();
+        reg(&mut ri, "1", &["T", "U"]);
+        assert_eq!(ri.set_write_perm("other", false), 0);
+        assert_eq!(ri.set_write_perm("b", false), 2);
+        let perm = |ri: &RouteInfo| ri.route("T").expect("route")["queueDatas"][0]["perm"].clone();
+        assert_eq!(perm(&ri), 4);
+        // The same data version again (the 30 s re-registration) keeps the wipe.
+        reg(&mut ri, "1", &["T", "U"]);
+        assert_eq!(perm(&ri), 4);
+        assert_eq!(ri.set_write_perm("b", true), 2);
+        assert_eq!(perm(&ri), 6);
     }
 
     #[test]

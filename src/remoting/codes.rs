@@ -41,6 +41,11 @@ pub mod request {
     pub const GET_ROUTEINFO_BY_TOPIC: i32 = 105;
     pub const GET_BROKER_CLUSTER_INFO: i32 = 106;
     pub const GET_ALL_TOPIC_LIST_FROM_NAMESERVER: i32 = 206;
+    pub const WIPE_WRITE_PERM_OF_BROKER: i32 = 205;
+    pub const GET_KVLIST_BY_NAMESPACE: i32 = 219;
+    pub const QUERY_TOPIC_CONSUME_BY_WHO: i32 = 300;
+    pub const CLONE_GROUP_OFFSET: i32 = 314;
+    pub const ADD_WRITE_PERM_OF_BROKER: i32 = 327;
     pub const GET_TOPIC_STATS_INFO: i32 = 202;
     pub const GET_CONSUME_STATS: i32 = 208;
     pub const DELETE_TOPIC_IN_BROKER: i32 = 215;

@@ -327,6 +327,21 @@ impl Log {
         let _ = std::fs::remove_dir_all(self.cfg.dir.join("consumequeue").join(topic));
     }
 
+    /// The groups with a committed offset on `topic` in this log.
+    pub fn offset_groups_of_topic(&self, topic: &str) -> Vec<String> {
+        self.offsets.borrow().groups_of_topic(topic)
+    }
+
+    /// The topics `group` has committed offsets on in this log.
+    pub fn offset_topics_of_group(&self, group: &str) -> Vec<String> {
+        self.offsets.borrow().topics_of_group(group)
+    }
+
+    /// Copies `src`'s committed offsets on `topic` in this log to `dest`.
+    pub fn clone_group_offsets(&self, src: &str, dest: &str, topic: &str) {
+        self.offsets.borrow_mut().clone_group(src, dest, topic);
+    }
+
     /// Forgets every offset `group` committed in this log.
     pub fn remove_group_offsets(&self, group: &str) {
         self.offsets.borrow_mut().remove_group(group);

@@ -102,6 +102,8 @@ async fn dispatch(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand, conn: &Conn) -> Rep
         rq::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => sub_groups::get_all(ctx, cmd),
         rq::DELETE_SUBSCRIPTIONGROUP => sub_groups::delete(ctx, cmd).await,
         rq::INVOKE_BROKER_TO_RESET_OFFSET => reset::reset_offset(ctx, cmd).await,
+        rq::QUERY_TOPIC_CONSUME_BY_WHO => sub_groups::consumed_by(ctx, cmd).await,
+        rq::CLONE_GROUP_OFFSET => sub_groups::clone_offsets(ctx, cmd).await,
         other => Err(Reject::new(
             rs::REQUEST_CODE_NOT_SUPPORTED,
             format!("request code {other} not supported"),

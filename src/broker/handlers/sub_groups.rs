@@ -1,12 +1,15 @@
 //! Subscription-group administration (§3.10): `mqadmin updateSubGroup` (200),
-//! `deleteSubGroup` (207), and reading one group (352) or all of them (201, also a slave's sync
-//! call). Changes are persisted to `config/subscriptionGroup.json` before the answer.
+//! `deleteSubGroup` (207), reading one group (352) or all of them (201, also a slave's sync
+//! call), which groups consume a topic (300) and `cloneGroupOffset` (314). Group changes are
+//! persisted to `config/subscriptionGroup.json` before the answer.
 
 use std::rc::Rc;
 
 use super::{required, Reject, Reply};
 use crate::broker::groups::{validate_group_name, SubscriptionGroupConfig};
-use crate::broker::queue_ops::{execute_on_every_shard, QueueOp};
+use std::collections::BTreeSet;
+
+use crate::broker::queue_ops::{execute_on_every_shard, QueueOp, QueueReply};
 use crate::broker::{lock, ShardCtx};
 use crate::remoting::codes::response as rs;
 use crate::remoting::command::parse_bool;
@@ -70,5 +73,79 @@ pub async fn delete(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
             .map_err(|e| Reject::new(rs::SYSTEM_ERROR, e))?;
     }
     tracing::info!(group = %name, existed, offsets_removed = clean, "subscription group deleted");
+    Ok(RemotingCommand::response_to(cmd, rs::SUCCESS))
+}
+
+/// Names from every shard's logs, deduplicated and sorted.
+async fn names_on_every_shard(
+    ctx: &Rc<ShardCtx>,
+    op: impl Fn() -> QueueOp,
+) -> Result<BTreeSet<String>, Reject> {
+    let replies = execute_on_every_shard(ctx, op)
+        .await
+        .map_err(|e| Reject::new(rs::SYSTEM_ERROR, e))?;
+    let mut names = BTreeSet::new();
+    for r in replies {
+        match r {
+            QueueReply::Names(n) => names.extend(n),
+            other => return Err(Reject::unexpected(other)),
+        }
+    }
+    Ok(names)
+}
+
+/// QUERY_TOPIC_CONSUME_BY_WHO: the groups with a member online subscribed to the topic, and
+/// the groups that committed offsets on it; `{"groupList":[…]}`.
+pub async fn consumed_by(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
+    let topic = required(cmd, "topic")?.to_string();
+    let mut groups = names_on_every_shard(ctx, || QueueOp::OffsetGroupsOfTopic {
+        topic: topic.clone(),
+    })
+    .await?;
+    groups.extend(lock(&ctx.shared.consumers).groups_subscribing(&topic));
+    let body = serde_json::json!({ "groupList": groups }).to_string();
+    Ok(RemotingCommand::response_to(cmd, rs::SUCCESS).with_body(body.into_bytes()))
+}
+
+/// CLONE_GROUP_OFFSET (`mqadmin cloneGroupOffset`): `destGroup` gets `srcGroup`'s committed
+/// offsets on `topic`, or on every topic `srcGroup` has offsets on. Unless `offline`, a topic the
+/// running source group no longer subscribes to is skipped, as RocketMQ does.
+pub async fn clone_offsets(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
+    let src = required(cmd, "srcGroup")?.to_string();
+    let dest = required(cmd, "destGroup")?.to_string();
+    validate_group_name(&dest).map_err(|e| Reject::new(rs::SYSTEM_ERROR, e))?;
+    let offline = cmd.field("offline").is_some_and(parse_bool);
+    let topics: BTreeSet<String> = match cmd.field("topic").filter(|t| !t.is_empty()) {
+        Some(t) => BTreeSet::from([t.to_string()]),
+        None => {
+            names_on_every_shard(ctx, || QueueOp::OffsetTopicsOfGroup { group: src.clone() })
+                .await?
+        }
+    };
+    let mut cloned = 0;
+    for topic in topics {
+        if lock(&ctx.shared.topics).get(&topic).is_none() {
+            tracing::warn!(topic, "clone offsets: no such topic, skipped");
+            continue;
+        }
+        if !offline {
+            let consumers = lock(&ctx.shared.consumers);
+            let subscribed = consumers.subscribed_topics(&src);
+            if !subscribed.is_empty() && !subscribed.contains(&topic) {
+                tracing::warn!(topic, group = %src, "clone offsets: the running group does not subscribe to it, skipped");
+                continue;
+            }
+        }
+        let op = || QueueOp::CloneGroupOffsets {
+            src: src.clone(),
+            dest: dest.clone(),
+            topic: topic.clone(),
+        };
+        execute_on_every_shard(ctx, op)
+            .await
+            .map_err(|e| Reject::new(rs::SYSTEM_ERROR, e))?;
+        cloned += 1;
+    }
+    tracing::info!(src = %src, dest = %dest, topics = cloned, "consumer offsets cloned");
     Ok(RemotingCommand::response_to(cmd, rs::SUCCESS))
 }

@@ -37,10 +37,20 @@ impl Client {
 
     /// Reads the next response; `None` if the peer closed the connection.
     fn read(&mut self) -> Option<RemotingCommand> {
+        self.read_where(|c| c.is_response())
+    }
+
+    /// Reads the next request the broker sends us (it calls clients too).
+    fn read_request(&mut self) -> Option<RemotingCommand> {
+        self.read_where(|c| !c.is_response())
+    }
+
+    /// The next frame `keep` accepts; others are dropped.
+    fn read_where(&mut self, keep: impl Fn(&RemotingCommand) -> bool) -> Option<RemotingCommand> {
         let mut chunk = [0u8; 65536];
         loop {
             if let Some(c) = frame::decode(&mut self.buf).expect("broker sent a valid frame") {
-                if c.is_response() {
+                if keep(&c) {
                     return Some(c);
                 }
                 continue;
@@ -653,4 +663,149 @@ fn given_a_delayed_message_pending_at_a_clean_stop_should_be_delivered_once_afte
     );
     let r = c.call(pull("Later", 0, 1, 0, 0));
     assert_eq!(r.code, rs::PULL_NOT_FOUND, "delivered once");
+}
+
+/// Sends a transaction's prepared message; returns its (half queue offset, physical offset).
+fn send_half(c: &mut Client, body: &[u8], uniq: &str) -> (i64, i64) {
+    let props = format!("TRAN_MSG\u{1}true\u{2}PGROUP\u{1}PG\u{2}UNIQ_KEY\u{1}{uniq}");
+    let r = c.call(send_v2("Tx", 0, body, &props).with_field("f", 4));
+    assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+    assert_eq!(
+        r.field("queueId"),
+        Some("0"),
+        "the answer names the queue asked for"
+    );
+    let id = r.field("msgId").expect("msgId");
+    let phys = i64::from_str_radix(&id[16..], 16).expect("hex offset");
+    let queue_offset = r
+        .field("queueOffset")
+        .expect("queueOffset")
+        .parse()
+        .expect("a number");
+    (queue_offset, phys)
+}
+
+fn end_tx(group: &str, (queue_offset, phys): (i64, i64), outcome: i32) -> RemotingCommand {
+    RemotingCommand::request(rq::END_TRANSACTION, 0)
+        .with_field("producerGroup", group)
+        .with_field("tranStateTableOffset", queue_offset)
+        .with_field("commitLogOffset", phys)
+        .with_field("commitOrRollback", outcome)
+        .with_field("fromTransactionCheck", false)
+        .with_field("msgId", "m")
+}
+
+fn producer_heartbeat(c: &mut Client) {
+    let body =
+        br#"{"clientID":"tx-test","producerDataSet":[{"groupName":"PG"}],"consumerDataSet":[]}"#;
+    let r = c.call(RemotingCommand::request(rq::HEART_BEAT, 0).with_body(&body[..]));
+    assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+}
+
+fn bodies_from(c: &mut Client, offset: u64) -> Vec<Vec<u8>> {
+    let r = c.call(pull("Tx", 0, offset, 0, 0));
+    if r.code != rs::SUCCESS {
+        return Vec::new();
+    }
+    records(&r.body).iter().map(|m| m.body.to_vec()).collect()
+}
+
+#[test]
+fn given_transactions_should_deliver_only_commits_check_unanswered_ones_and_survive_a_restart() {
+    const COMMIT: i32 = 8;
+    const ROLLBACK: i32 = 12;
+    let dir = temp_store();
+    // First without checks (the default 60 s interval), so what is resolved before the restart
+    // is known only from the op queue afterwards.
+    let mut broker = BrokerProcess::start(dir.path(), &[]);
+    let mut c = Client::connect(&broker.broker_addr);
+    create_topic(&mut c, "Tx", 1);
+    let a = send_half(&mut c, b"commit-me", "UA");
+    let b = send_half(&mut c, b"roll-me", "UB");
+    let ask = send_half(&mut c, b"ask-me", "UC");
+    assert!(
+        bodies_from(&mut c, 0).is_empty(),
+        "nothing visible before a commit"
+    );
+
+    for (h, outcome) in [(a, COMMIT), (b, ROLLBACK)] {
+        let r = c.call(end_tx("PG", h, outcome));
+        assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+    }
+    let r = c.call(pull("Tx", 0, 0, 0, 0));
+    let got = records(&r.body);
+    assert_eq!(got.len(), 1, "only the commit is delivered");
+    assert_eq!(got[0].body.as_ref(), b"commit-me");
+    assert_eq!(
+        got[0].sys_flag & 0x0C,
+        COMMIT,
+        "stored as a committed message"
+    );
+    assert_eq!(got[0].prepared_transaction_offset, a.1);
+    // A repeated answer does not deliver twice.
+    let r = c.call(end_tx("PG", a, COMMIT));
+    assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+    assert_eq!(bodies_from(&mut c, 0).len(), 1);
+    // Bad answers are refused with a remark and change nothing.
+    for (cmd, says) in [
+        (end_tx("PG", ask, 5), "commitOrRollback"),
+        (end_tx("Other", ask, COMMIT), "producer group"),
+        (end_tx("PG", (ask.0, ask.1 + 1), COMMIT), "Find prepared"),
+        (
+            end_tx("PG", (ask.0 + 1, ask.1), COMMIT),
+            "state table offset",
+        ),
+    ] {
+        let r = c.call(cmd);
+        assert_eq!(r.code, rs::SYSTEM_ERROR);
+        let remark = r.remark.unwrap_or_default();
+        assert!(remark.contains(says), "{remark}");
+    }
+    assert_eq!(bodies_from(&mut c, 0).len(), 1);
+    broker.stop_clean();
+
+    // After the restart, with checks every 500 ms: the broker asks a producer of the group about
+    // the unanswered one first (the resolved ones before it are not asked about), which commits.
+    let sets = [
+        ("transactionCheckInterval", "500"),
+        ("transactionTimeOut", "500"),
+    ];
+    let _broker = BrokerProcess::start(dir.path(), &sets);
+    let mut c = Client::connect(&_broker.broker_addr);
+    producer_heartbeat(&mut c);
+    send_half(&mut c, b"later", "UD");
+    let check = c.read_request().expect("a transaction check");
+    assert_eq!(check.code, rq::CHECK_TRANSACTION_STATE);
+    assert_eq!(
+        check.field("msgId"),
+        Some("UC"),
+        "resolved ones are not asked about"
+    );
+    let shown = decode(&check.body).expect("the message as a stored record");
+    assert_eq!(
+        (shown.topic.as_str(), shown.body.as_ref()),
+        ("Tx", &b"ask-me"[..])
+    );
+    let copy = (
+        check
+            .field("tranStateTableOffset")
+            .expect("offset")
+            .parse()
+            .expect("a number"),
+        check
+            .field("commitLogOffset")
+            .expect("offset")
+            .parse()
+            .expect("a number"),
+    );
+    let r = c.call(end_tx("PG", copy, COMMIT));
+    assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+    assert_eq!(bodies_from(&mut c, 1), vec![b"ask-me".to_vec()]);
+    let check = c.read_request().expect("a transaction check");
+    assert_eq!(
+        check.field("msgId"),
+        Some("UD"),
+        "then the next unanswered one"
+    );
+    assert_eq!(bodies_from(&mut c, 0).len(), 2, "nothing delivered twice");
 }

@@ -46,6 +46,7 @@ use rocketmq_client_rust::ConsumerAdmin;
 use rocketmq_client_rust::DefaultMQAdminExt;
 use rocketmq_client_rust::DefaultMQProducer;
 use rocketmq_client_rust::DefaultMQPushConsumer;
+use rocketmq_client_rust::LocalTransactionState;
 use rocketmq_client_rust::MQAdminReadExt;
 use rocketmq_client_rust::MQAdminTopicStatsReadExt;
 use rocketmq_client_rust::MQPushConsumer;
@@ -57,10 +58,13 @@ use rocketmq_client_rust::SendResult;
 use rocketmq_client_rust::SendStatus;
 use rocketmq_client_rust::TelemetryHandle;
 use rocketmq_client_rust::TopicAdmin;
+use rocketmq_client_rust::TransactionListener;
+use rocketmq_client_rust::TransactionMQProducer;
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_queue::MessageQueue;
 use rocketmq_model::common::message::message_single::Message;
+use rocketmq_model::common::message::MessageTrait;
 use rocketmq_protocol::protocol::heartbeat::message_model::MessageModel;
 use rocketmq_protocol::protocol::subscription::subscription_group_config::SubscriptionGroupConfig;
 use rocketmq_runtime::RuntimeConfig;
@@ -79,7 +83,13 @@ const BROKER_SETS: &[(&str, &str)] = &[("autoCreateTopicEnable", "true")];
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn start_broker(store: &std::path::Path) -> BrokerProcess {
-    tokio::task::block_in_place(|| BrokerProcess::start(store, BROKER_SETS))
+    start_broker_with(store, &[])
+}
+
+/// A broker with `extra` settings on top of [`BROKER_SETS`].
+fn start_broker_with(store: &std::path::Path, extra: &[(&str, &str)]) -> BrokerProcess {
+    let sets: Vec<(&str, &str)> = BROKER_SETS.iter().chain(extra).copied().collect();
+    tokio::task::block_in_place(|| BrokerProcess::start(store, &sets))
 }
 
 /// One application-owned client runtime (its own Tokio runtime) for all clients of a test.
@@ -177,6 +187,34 @@ impl ClientEnv {
         consumer.register_message_listener_concurrently(listener);
         consumer.start().await.expect("consumer start");
         consumer
+    }
+
+    /// A started push consumer (as [`ClientEnv::consumer`]) that has received every expected
+    /// msgId within `limit`; it keeps running.
+    #[allow(clippy::too_many_arguments)]
+    async fn consume_all(
+        &self,
+        namesrv: &str,
+        group: &str,
+        topic: &str,
+        sub_expression: &str,
+        expected: impl IntoIterator<Item = String>,
+        limit: Duration,
+        what: &str,
+    ) -> (Arc<Received>, DefaultMQPushConsumer) {
+        let received = Received::new(expected);
+        let consumer = self
+            .consumer(
+                namesrv,
+                group,
+                topic,
+                sub_expression,
+                Collector::new(0, &received),
+                None,
+            )
+            .await;
+        received.wait_all_expected(limit, what).await;
+        (received, consumer)
     }
 
     /// A started admin client, as mqadmin uses one.
@@ -913,19 +951,16 @@ async fn e2e_tag_filter() {
             .collect();
         assert_eq!(tag_a.len(), 550);
 
-        let received = Received::new(tag_a.keys().cloned());
-        let consumer = env
-            .consumer(
+        let (received, consumer) = env
+            .consume_all(
                 &broker.namesrv_addr,
                 "rc_e2e_t3_cg",
                 TOPIC,
                 "TagA",
-                Collector::new(0, &received),
-                None,
+                tag_a.keys().cloned(),
+                Duration::from_secs(60),
+                "t3",
             )
-            .await;
-        received
-            .wait_all_expected(Duration::from_secs(60), "t3")
             .await;
         shutdown_consumer(consumer).await;
         shutdown_producer(producer).await;
@@ -1105,19 +1140,16 @@ async fn e2e_sigkill_keeps_acknowledged_messages() {
         let _ = timeout(Duration::from_secs(20), producer.shutdown()).await;
 
         let mut broker = start_broker(store.path());
-        let received = Received::new(acked.keys().cloned());
-        let consumer = env
-            .consumer(
+        let (received, consumer) = env
+            .consume_all(
                 &broker.namesrv_addr,
                 "rc_e2e_t5_cg",
                 TOPIC,
                 "*",
-                Collector::new(0, &received),
-                None,
+                acked.keys().cloned(),
+                Duration::from_secs(60),
+                "t5 after SIGKILL",
             )
-            .await;
-        received
-            .wait_all_expected(Duration::from_secs(60), "t5 after SIGKILL")
             .await;
         shutdown_consumer(consumer).await;
 
@@ -1543,19 +1575,16 @@ async fn e2e_admin_topic_status_and_consumer_progress() {
             "t10: backlog before consuming"
         );
 
-        let received = Received::new(sent.keys().cloned());
-        let consumer = env
-            .consumer(
+        let (_received, consumer) = env
+            .consume_all(
                 &broker.namesrv_addr,
                 GROUP,
                 TOPIC,
                 "*",
-                Collector::new(0, &received),
-                None,
+                sent.keys().cloned(),
+                Duration::from_secs(60),
+                "t10",
             )
-            .await;
-        received
-            .wait_all_expected(Duration::from_secs(60), "t10")
             .await;
         // Shutdown commits the consumer's offsets before it unregisters.
         shutdown_consumer(consumer).await;
@@ -1618,19 +1647,16 @@ async fn e2e_admin_broker_status_connections_and_subscription_groups() {
             2,
         )
         .await;
-        let received = Received::new(sent.keys().cloned());
-        let consumer = env
-            .consumer(
+        let (_received, consumer) = env
+            .consume_all(
                 &broker.namesrv_addr,
                 GROUP,
                 TOPIC,
                 "TagA || TagB",
-                Collector::new(0, &received),
-                None,
+                sent.keys().cloned(),
+                Duration::from_secs(60),
+                "t11",
             )
-            .await;
-        received
-            .wait_all_expected(Duration::from_secs(60), "t11")
             .await;
         let admin = env.admin(&broker.namesrv_addr).await;
         let addr = || broker.broker_addr.as_str().into();
@@ -1874,19 +1900,16 @@ async fn e2e_reset_offset_by_time_replays_to_a_running_consumer() {
             2,
         )
         .await;
-        let received = Received::new(sent.keys().cloned());
-        let consumer = env
-            .consumer(
+        let (received, consumer) = env
+            .consume_all(
                 &broker.namesrv_addr,
                 GROUP,
                 TOPIC,
                 "*",
-                Collector::new(0, &received),
-                None,
+                sent.keys().cloned(),
+                Duration::from_secs(60),
+                "t12",
             )
-            .await;
-        received
-            .wait_all_expected(Duration::from_secs(60), "t12")
             .await;
         let admin = env.admin(&broker.namesrv_addr).await;
 
@@ -1954,4 +1977,134 @@ async fn e2e_reset_offset_by_time_replays_to_a_running_consumer() {
     })
     .await
     .expect("t12 timed out");
+}
+
+/// The outcome a test transaction's local step reports, from the number in its body.
+fn tx_outcome(body: &[u8]) -> LocalTransactionState {
+    let n: usize = String::from_utf8_lossy(body)
+        .rsplit('-')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    match n % 3 {
+        0 => LocalTransactionState::CommitMessage,
+        1 => LocalTransactionState::RollbackMessage,
+        _ => LocalTransactionState::Unknown,
+    }
+}
+
+/// Commits, rolls back or leaves unknown by the body's number; every check commits and is
+/// recorded by UNIQ_KEY.
+struct TxListener {
+    checked: Arc<Mutex<HashSet<String>>>,
+}
+
+impl TransactionListener for TxListener {
+    fn execute_local_transaction(
+        &self,
+        msg: &dyn MessageTrait,
+        _arg: Option<&(dyn std::any::Any + Send + Sync)>,
+    ) -> LocalTransactionState {
+        tx_outcome(msg.get_body().map(|b| &b[..]).unwrap_or_default())
+    }
+
+    fn check_local_transaction(&self, msg: &MessageExt) -> LocalTransactionState {
+        if let Some(u) = msg.message.property("UNIQ_KEY") {
+            self.checked
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(u.to_string());
+        }
+        LocalTransactionState::CommitMessage
+    }
+}
+
+/// Transactional messages with the real TransactionMQProducer: a committed message is delivered,
+/// a rolled-back one never is, and one left unknown is delivered only after the broker asked the
+/// producer (CHECK_TRANSACTION_STATE) and it committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_transactions_commit_rollback_and_check() {
+    let _serial = SERIAL.lock().await;
+    timeout(Duration::from_secs(150), async {
+        const TOPIC: &str = "RcE2eT13Topic";
+        const N: usize = 30;
+        let store = common::temp_store();
+        let mut broker = start_broker_with(
+            store.path(),
+            &[
+                ("transactionCheckInterval", "1000"),
+                ("transactionTimeOut", "1000"),
+            ],
+        );
+        let env = ClientEnv::new("t13");
+        let checked = Arc::new(Mutex::new(HashSet::new()));
+        let mut producer = TransactionMQProducer::builder(Arc::clone(&env.runtime))
+            .client_config(env.client_config(&broker.namesrv_addr, "txproducer"))
+            .producer_group("rc_e2e_t13_pg")
+            .send_msg_timeout(10_000)
+            .transaction_listener(TxListener {
+                checked: Arc::clone(&checked),
+            })
+            .build();
+        producer.start().await.expect("transaction producer start");
+
+        let mut by_outcome: HashMap<&str, Vec<String>> = HashMap::new();
+        for i in 0..N {
+            let s = spec("t13", i);
+            let r = producer
+                .send_message_in_transaction::<(), _>(build_message(TOPIC, &s), None)
+                .await
+                .expect("transactional send");
+            let sent = r.send_result.expect("a send result");
+            assert_eq!(sent.send_status, SendStatus::SendOk, "t13: {sent:?}");
+            let id = sent.msg_id.expect("a msgId").to_string();
+            let kind = match tx_outcome(s.body.as_bytes()) {
+                LocalTransactionState::CommitMessage => "commit",
+                LocalTransactionState::RollbackMessage => "rollback",
+                _ => "unknown",
+            };
+            by_outcome.entry(kind).or_default().push(id);
+        }
+        let expected: Vec<String> = ["commit", "unknown"]
+            .iter()
+            .flat_map(|k| by_outcome[k].clone())
+            .collect();
+        let (received, consumer) = env
+            .consume_all(
+                &broker.namesrv_addr,
+                "rc_e2e_t13_cg",
+                TOPIC,
+                "*",
+                expected.iter().cloned(),
+                Duration::from_secs(90),
+                "t13",
+            )
+            .await;
+        let counts = received.counts();
+        for id in &by_outcome["rollback"] {
+            assert!(
+                !counts.contains_key(id),
+                "t13: rolled back {id} was delivered"
+            );
+        }
+        let checked = checked.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for id in &by_outcome["unknown"] {
+            assert!(
+                checked.contains(id),
+                "t13: {id} was delivered without the producer being asked: {checked:?}"
+            );
+        }
+        assert_eq!(
+            received.deliveries(),
+            expected.len(),
+            "t13: each committed message once"
+        );
+
+        shutdown_consumer(consumer).await;
+        producer.shutdown().await;
+        env.shutdown().await;
+        tokio::task::block_in_place(|| broker.stop_clean());
+    })
+    .await
+    .expect("t13 timed out");
 }

@@ -316,6 +316,21 @@ impl ConsumerManager {
             .cloned()
     }
 
+    /// Sends `cmd` oneway to one online producer of `group` (CHECK_TRANSACTION_STATE), the one
+    /// that sent a heartbeat last; false if none could take it.
+    pub fn send_oneway_to_a_producer(&self, group: &str, cmd: &RemotingCommand) -> bool {
+        let Some(members) = self.producers.get(group) else {
+            return false;
+        };
+        let mut by_recency: Vec<&Member> = members.values().collect();
+        by_recency.sort_by_key(|m| std::cmp::Reverse(m.last_heartbeat));
+        by_recency.into_iter().any(|m| {
+            let mut c = cmd.clone().mark_oneway();
+            c.opaque = NEXT_OPAQUE.fetch_add(1, Ordering::Relaxed);
+            m.conn.outbound.try_send(c).is_ok()
+        })
+    }
+
     /// GET_CONSUMER_CONNECTION_LIST's body: the group's online members, what they subscribe to
     /// and how they consume. `None` when no member is online.
     pub fn consumer_connection(&self, group: &str) -> Option<Value> {

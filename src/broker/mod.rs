@@ -11,6 +11,7 @@ pub(crate) mod register;
 pub mod schedule;
 mod startup;
 pub mod topics;
+pub mod transactions;
 
 pub use startup::{block_signals, run, wait_for_signal, StartError};
 
@@ -39,6 +40,8 @@ pub struct BrokerShared {
     pub consumers: Mutex<ConsumerManager>,
     pub queue_locks: Mutex<queue_locks::QueueLocks>,
     pub delay_progress: Mutex<schedule::DelayProgress>,
+    /// Half-message offsets whose transaction has ended.
+    pub transactions: Mutex<transactions::Resolved>,
     pub placement: Mutex<Placement>,
     pub counters: counters::Counters,
     /// When this broker started, ms since the epoch.

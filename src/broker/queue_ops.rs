@@ -86,6 +86,11 @@ pub enum QueueOp {
     OffsetTopicsOfGroup {
         group: String,
     },
+    /// Every record of a queue, oldest first (the transaction op queue, read once at start).
+    ReadQueue {
+        topic: String,
+        queue_id: i32,
+    },
     /// Copy `src`'s offsets on `topic` to `dest` in every log of the receiving shard.
     CloneGroupOffsets {
         src: String,
@@ -370,6 +375,14 @@ async fn execute_local(ctx: &Rc<ShardCtx>, log_id: u16, op: QueueOp) -> QueueRep
                 .await
                 .unwrap_or(0),
         ),
+        QueueOp::ReadQueue { topic, queue_id } => {
+            let read = async move { read_queue(&log, &topic, queue_id).await };
+            match run_in(Lane::Reads, read).await {
+                Some(Ok(records)) => QueueReply::Records(records),
+                Some(Err(e)) => QueueReply::Failed(e.to_string()),
+                None => QueueReply::Failed("the read task was cancelled".into()),
+            }
+        }
         QueueOp::EarliestTime { topic, queue_id } => {
             let min = log.min_offset(&topic, queue_id);
             QueueReply::Value(log.store_time_at(&topic, queue_id, min).await.unwrap_or(0))
@@ -413,6 +426,50 @@ async fn log_stats(log: &Log) -> LogStats {
         max_phys: max,
         earliest_store_ms,
         disk_used_ratio: log.disk_used_ratio(),
+    }
+}
+
+/// Every record still kept in a queue, oldest first.
+async fn read_queue(
+    log: &Log,
+    topic: &str,
+    queue_id: i32,
+) -> Result<Vec<bytes::Bytes>, StoreError> {
+    let mut out = Vec::new();
+    for offset in log.min_offset(topic, queue_id)..log.max_offset(topic, queue_id) {
+        let Some(e) = log.entry(topic, queue_id, offset) else {
+            continue;
+        };
+        match log.read_record(e.phys, e.size).await {
+            Ok(b) => out.push(b),
+            Err(StoreError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+/// Puts one message to the log of its queue (placing the queue on first use).
+pub async fn put_one(
+    ctx: &Rc<ShardCtx>,
+    msg: MessageInput,
+    wait: bool,
+) -> Result<PutResult, (i32, String)> {
+    let log = ctx
+        .shared
+        .log_of(&msg.topic, msg.queue_id)
+        .map_err(|e| (rs::SYSTEM_ERROR, e))?;
+    let op = QueueOp::Put {
+        msgs: vec![msg],
+        wait,
+    };
+    match execute(ctx, log, op).await {
+        QueueReply::Put(r) => r,
+        QueueReply::Failed(e) => Err((rs::SYSTEM_ERROR, e)),
+        other => Err((
+            rs::SYSTEM_ERROR,
+            format!("unexpected store reply {other:?}"),
+        )),
     }
 }
 

@@ -25,7 +25,7 @@ use rocketcore_shards::runtime::{sleep, spawn};
 use rocketcore_shards::store::{now_ms, SCHEDULE_TOPIC};
 use serde::{Deserialize, Serialize};
 
-use super::queue_ops::{execute, QueueOp, QueueReply};
+use super::queue_ops::put_one;
 use super::{lock, BrokerShared, ShardCtx};
 
 pub const REAL_TOPIC: &str = "REAL_TOPIC";
@@ -68,15 +68,8 @@ pub fn delivery(stored: &[u8], store_host: std::net::SocketAddr) -> Option<Messa
     Some(MessageInput {
         topic: topic.as_str().into(),
         queue_id,
-        flag: r.flag,
-        body: r.body,
         properties: properties::encode(&props).into(),
-        sys_flag: r.sys_flag,
-        born_timestamp: r.born_timestamp,
-        born_host: r.born_host,
-        store_host,
-        reconsume_times: r.reconsume_times,
-        prepared_transaction_offset: r.prepared_transaction_offset,
+        ..MessageInput::again(&r, store_host)
     })
 }
 
@@ -211,18 +204,9 @@ async fn deliver(
     })?;
     let msg = delivery(&stored, ctx.shared.store_host())
         .ok_or_else(|| Failure::Skip("no REAL_TOPIC / REAL_QID".into()))?;
-    let target = ctx
-        .shared
-        .log_of(&msg.topic, msg.queue_id)
-        .map_err(Failure::Retry)?;
-    let op = QueueOp::Put {
-        msgs: vec![msg],
-        wait: true,
-    };
-    match execute(ctx, target, op).await {
-        QueueReply::Put(Ok(_)) => Ok(()),
-        QueueReply::Put(Err((_, e))) | QueueReply::Failed(e) => Err(Failure::Retry(e)),
-        other => Err(Failure::Retry(format!("unexpected store reply {other:?}"))),
+    match put_one(ctx, msg, true).await {
+        Ok(_) => Ok(()),
+        Err((_, e)) => Err(Failure::Retry(e)),
     }
 }
 

@@ -75,6 +75,7 @@ pub fn run(cfg: BrokerConfig) -> Result<(), StartError> {
         consumers: Mutex::new(ConsumerManager::default()),
         queue_locks: Mutex::new(Default::default()),
         delay_progress: Mutex::new(delay_progress),
+        transactions: Mutex::new(Default::default()),
         placement: Mutex::new(placement),
         counters: super::counters::Counters::new(shards),
         boot_ms: rocketcore_shards::store::now_ms(),
@@ -197,6 +198,7 @@ async fn shard_main(
     serve_mesh(&ctx);
     if bound.is_ok() {
         schedule::start_timers(&ctx);
+        super::transactions::start_checker(&ctx);
     }
     for log in ctx.logs.borrow().values() {
         spawn(retention_loop(log.clone(), shared.clone()));

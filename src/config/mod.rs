@@ -70,6 +70,12 @@ pub struct BrokerConfig {
     pub shard_spin_before_park: Duration,
     /// `messageDelayLevel`: the delay of each level, level 1 first, in milliseconds.
     pub message_delay_level_ms: Vec<i64>,
+    /// `transactionTimeOut`: a half message younger than this is not checked yet.
+    pub transaction_timeout: Duration,
+    /// `transactionCheckMax`: checks before an unresolved half message is discarded.
+    pub transaction_check_max: u32,
+    /// `transactionCheckInterval`: how often unresolved half messages are checked.
+    pub transaction_check_interval: Duration,
     pub register_interval: Duration,
     pub tuning_profile: String,
 }
@@ -107,6 +113,9 @@ impl Default for BrokerConfig {
             max_hash_slot_num: rocketcore_shards::index::DEFAULT_SLOTS,
             shard_spin_before_park: Duration::ZERO,
             message_delay_level_ms: rocketcore_shards::store::DEFAULT_DELAY_LEVELS_MS.to_vec(),
+            transaction_timeout: Duration::from_millis(6_000),
+            transaction_check_max: 15,
+            transaction_check_interval: Duration::from_millis(60_000),
             register_interval: Duration::from_secs(30),
             tuning_profile: "latency".into(),
         }
@@ -203,6 +212,14 @@ impl BrokerConfig {
             "shardSpinBeforePark" => {
                 self.shard_spin_before_park =
                     Duration::from_micros(int(key, v, 0, 1_000_000)? as u64)
+            }
+            "transactionTimeOut" => {
+                self.transaction_timeout = Duration::from_millis(int(key, v, 0, 86_400_000)? as u64)
+            }
+            "transactionCheckMax" => self.transaction_check_max = int(key, v, 1, 1_000)? as u32,
+            "transactionCheckInterval" => {
+                self.transaction_check_interval =
+                    Duration::from_millis(int(key, v, 100, 86_400_000)? as u64)
             }
             "registerBrokerInterval" | "registerNameServerPeriod" => {
                 self.register_interval = Duration::from_millis(int(key, v, 1000, 60_000)? as u64)
@@ -329,6 +346,15 @@ impl BrokerConfig {
                     .map(|ms| delay_text(*ms))
                     .collect::<Vec<_>>()
                     .join(" "),
+            ),
+            ("transactionTimeOut", ms(self.transaction_timeout)),
+            (
+                "transactionCheckMax",
+                self.transaction_check_max.to_string(),
+            ),
+            (
+                "transactionCheckInterval",
+                ms(self.transaction_check_interval),
             ),
             ("registerBrokerInterval", ms(self.register_interval)),
             ("tuningProfile", self.tuning_profile.clone()),

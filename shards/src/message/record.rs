@@ -53,6 +53,24 @@ fn host_len(addr: &SocketAddr) -> usize {
 }
 
 impl MessageInput {
+    /// A stored record as a message to store again, unchanged but for the store host (a delayed
+    /// message falling due, a transaction's half message committed or put back).
+    pub fn again(r: &StoredRecord, store_host: SocketAddr) -> MessageInput {
+        MessageInput {
+            topic: r.topic.as_str().into(),
+            queue_id: r.queue_id,
+            flag: r.flag,
+            body: r.body.clone(),
+            properties: r.properties.as_str().into(),
+            sys_flag: r.sys_flag,
+            born_timestamp: r.born_timestamp,
+            born_host: r.born_host,
+            store_host,
+            reconsume_times: r.reconsume_times,
+            prepared_transaction_offset: r.prepared_transaction_offset,
+        }
+    }
+
     pub fn encoded_len(&self) -> usize {
         4 + 4
             + 4

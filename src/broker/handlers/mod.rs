@@ -10,6 +10,9 @@ mod runtime;
 mod send;
 mod stats;
 mod sub_groups;
+mod transaction;
+
+pub use send::push_offset_msg_id;
 
 use std::rc::Rc;
 
@@ -88,6 +91,7 @@ async fn dispatch(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand, conn: &Conn) -> Rep
         rq::LOCK_BATCH_MQ => clients::lock_batch(ctx, cmd),
         rq::UNLOCK_BATCH_MQ => clients::unlock_batch(ctx, cmd),
         rq::CONSUMER_SEND_MSG_BACK => send::send_back(ctx, cmd).await,
+        rq::END_TRANSACTION => transaction::end(ctx, cmd).await,
         rq::UPDATE_AND_CREATE_TOPIC => admin::create_topic(ctx, cmd).await,
         rq::DELETE_TOPIC_IN_BROKER => admin::delete_topic(ctx, cmd).await,
         rq::GET_ALL_TOPIC_CONFIG => admin::all_topic_config(ctx, cmd),

@@ -15,7 +15,7 @@ use crate::broker::queue_ops::{execute, QueueOp, QueueReply};
 use crate::broker::topics::{
     validate_topic_name, TopicConfig, PERM_READ, PERM_WRITE, SYSTEM_TOPICS,
 };
-use crate::broker::{lock, schedule, ShardCtx};
+use crate::broker::{lock, schedule, transactions, ShardCtx};
 use crate::remoting::codes::{request as rq, response as rs};
 use crate::remoting::command::parse_bool;
 use crate::remoting::RemotingCommand;
@@ -160,15 +160,20 @@ pub async fn handle(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand, peer: SocketAddr)
     let batch =
         cmd.code == rq::SEND_BATCH_MESSAGE || field(cmd, "batch", "m").is_some_and(parse_bool);
     let levels = cfg.message_delay_level_ms.len();
-    let delay = schedule::requested_level(&props, levels).filter(|_| {
-        // A prepared transaction half message is never delayed (RocketMQ checks the same).
-        base.sys_flag & TRANSACTION_TYPE_MASK != TRANSACTION_PREPARED
-    });
+    let prepared = transactions::is_prepared(&props, base.sys_flag);
+    // A prepared transaction half message is never delayed (RocketMQ checks the same).
+    let delay = schedule::requested_level(&props, levels).filter(|_| !prepared);
     let msgs = if batch {
         if delay.is_some() {
             return Err(Reject::new(
                 rs::MESSAGE_ILLEGAL,
                 "a batch cannot be delayed (DELAY is set on the batch)",
+            ));
+        }
+        if prepared {
+            return Err(Reject::new(
+                rs::MESSAGE_ILLEGAL,
+                "a batch cannot be a transaction's prepared message",
             ));
         }
         decode_batch(&cmd.body, &base, &props, cfg.max_message_size)?
@@ -190,18 +195,16 @@ pub async fn handle(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand, peer: SocketAddr)
         };
         if let Some(level) = delay {
             schedule::redirect(&mut msg, &mut props, level);
+        } else if prepared {
+            transactions::prepare(&mut msg, &mut props);
         }
         vec![msg]
     };
     put(ctx, cmd, msgs, wait, queue_id).await
 }
 
-/// The transaction type bits of sysFlag, and the prepared (half message) type.
-const TRANSACTION_TYPE_MASK: i32 = 0x0C;
-const TRANSACTION_PREPARED: i32 = 0x04;
-
 /// Stores `msgs` (one queue's) and answers as SEND_MESSAGE does, naming `reply_queue_id` (the
-/// queue the client asked for, also when a delayed message waits in another).
+/// queue the client asked for, also when a delayed or half message waits in another).
 async fn put(
     ctx: &Rc<ShardCtx>,
     cmd: &RemotingCommand,

@@ -340,6 +340,13 @@ fn given_bad_input_should_answer_with_the_documented_code_and_keep_serving() {
         );
         assert!(!r.remark.unwrap_or_default().is_empty());
     }
+    // SQL92 needs enablePropertyFilter (off here): code 1, at the check and at a pull.
+    let check = RemotingCommand::request(rq::CHECK_CLIENT_CONFIG, 0).with_body(
+        &br#"{"clientId":"c","group":"G","subscriptionData":{"topic":"Small","subString":"a > 1","expressionType":"SQL92"}}"#[..],
+    );
+    let r = c.call(check);
+    assert_eq!(r.code, rs::SYSTEM_ERROR);
+    assert!(r.remark.unwrap_or_default().contains("SQL92"));
     let reset = |topic: &str| {
         RemotingCommand::request(rq::INVOKE_BROKER_TO_RESET_OFFSET, 0)
             .with_field("topic", topic)
@@ -380,6 +387,16 @@ fn given_bad_input_should_answer_with_the_documented_code_and_keep_serving() {
         all["subscriptionGroupTable"].as_object().map(|t| t.len()),
         Some(0),
         "nothing refused was stored: {all}"
+    );
+    let r = c.call(
+        pull("Small", 0, 0, 4, 0)
+            .with_field("subscription", "a > 1")
+            .with_field("expressionType", "SQL92"),
+    );
+    assert_eq!(
+        r.code,
+        rs::SYSTEM_ERROR,
+        "an SQL92 pull on a broker without property filtering"
     );
     let r = c.call(RemotingCommand::request(rq::PULL_MESSAGE, 0).with_field("topic", "Small"));
     assert_eq!(
@@ -808,4 +825,51 @@ fn given_transactions_should_deliver_only_commits_check_unanswered_ones_and_surv
         "then the next unanswered one"
     );
     assert_eq!(bodies_from(&mut c, 0).len(), 2, "nothing delivered twice");
+}
+
+#[test]
+fn given_property_filtering_should_serve_sql92_pulls_and_refuse_bad_expressions() {
+    let dir = temp_store();
+    let broker = BrokerProcess::start(dir.path(), &[("enablePropertyFilter", "true")]);
+    let mut c = Client::connect(&broker.broker_addr);
+    create_topic(&mut c, "Sql", 1);
+    for a in 0..4 {
+        let r = c.call(send_v2(
+            "Sql",
+            0,
+            format!("m{a}").as_bytes(),
+            &format!("a\u{1}{a}"),
+        ));
+        assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+    }
+    let check = |expr: &str| {
+        let body = serde_json::json!({"clientId": "c", "group": "G",
+            "subscriptionData": {"topic": "Sql", "subString": expr, "expressionType": "SQL92"}});
+        RemotingCommand::request(rq::CHECK_CLIENT_CONFIG, 0)
+            .with_body(body.to_string().into_bytes())
+    };
+    assert_eq!(c.call(check("a > 1 AND a IS NOT NULL")).code, rs::SUCCESS);
+    let r = c.call(check("a >"));
+    assert_eq!(r.code, rs::SUBSCRIPTION_PARSE_FAILED);
+    assert!(!r.remark.unwrap_or_default().is_empty());
+
+    let sql_pull = |expr: &str, offset: u64| {
+        pull("Sql", 0, offset, 4, 0)
+            .with_field("subscription", expr)
+            .with_field("expressionType", "SQL92")
+    };
+    let r = c.call(sql_pull("a > 1", 0));
+    assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+    let bodies: Vec<Vec<u8>> = records(&r.body).iter().map(|m| m.body.to_vec()).collect();
+    assert_eq!(bodies, vec![b"m2".to_vec(), b"m3".to_vec()]);
+    assert_eq!(r.field("nextBeginOffset"), Some("4"));
+    let r = c.call(sql_pull("a = 9", 0));
+    assert_eq!(r.code, rs::PULL_RETRY_IMMEDIATELY, "nothing matched");
+    assert_eq!(
+        r.field("nextBeginOffset"),
+        Some("4"),
+        "past what did not match"
+    );
+    let r = c.call(sql_pull("a >", 0));
+    assert_eq!(r.code, rs::SUBSCRIPTION_PARSE_FAILED);
 }

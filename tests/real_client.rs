@@ -52,6 +52,7 @@ use rocketmq_client_rust::MQAdminTopicStatsReadExt;
 use rocketmq_client_rust::MQPushConsumer;
 use rocketmq_client_rust::MessageListenerConcurrently;
 use rocketmq_client_rust::MessageQueueListener;
+use rocketmq_client_rust::MessageSelector;
 use rocketmq_client_rust::OffsetAdmin;
 use rocketmq_client_rust::RouteAdmin;
 use rocketmq_client_rust::SendResult;
@@ -232,6 +233,38 @@ impl ClientEnv {
             let _ = timeout(Duration::from_secs(30), owner.shutdown_tasks()).await;
             owner.shutdown_background();
         }
+    }
+}
+
+/// Bounded wait until `group` has committed every queue of `topic` to its end (backlog 0): by
+/// then it has consumed everything it was going to be given.
+async fn wait_backlog_zero(
+    admin: &DefaultMQAdminExt,
+    group: &str,
+    topic: &str,
+    broker_addr: &str,
+    what: &str,
+) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let stats = MQAdminReadExt::examine_consume_stats(
+            admin,
+            group.into(),
+            Some(topic.into()),
+            None,
+            Some(broker_addr.into()),
+            None,
+        )
+        .await
+        .expect("consume stats");
+        if stats.compute_total_diff() == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: offsets never committed to the end: {stats:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -1914,28 +1947,8 @@ async fn e2e_reset_offset_by_time_replays_to_a_running_consumer() {
         let admin = env.admin(&broker.namesrv_addr).await;
 
         // The reset needs the group's committed offset on every queue; the client commits
-        // after consuming, so wait (bounded) until the backlog reads 0.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let stats = MQAdminReadExt::examine_consume_stats(
-                &admin,
-                GROUP.into(),
-                Some(TOPIC.into()),
-                None,
-                Some(broker.broker_addr.as_str().into()),
-                None,
-            )
-            .await
-            .expect("consume stats");
-            if stats.compute_total_diff() == 0 {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "t12: offsets never committed: {stats:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        // after consuming.
+        wait_backlog_zero(&admin, GROUP, TOPIC, &broker.broker_addr, "t12").await;
         assert_eq!(
             received.deliveries(),
             N,
@@ -2107,4 +2120,81 @@ async fn e2e_transactions_commit_rollback_and_check() {
     })
     .await
     .expect("t13 timed out");
+}
+
+/// SQL92 filtering with the real client (`MessageSelector::by_sql`, CHECK_CLIENT_CONFIG at
+/// start): a push consumer gets exactly the messages whose user properties satisfy the
+/// expression, numbers compared as numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_sql92_filter_delivers_only_matching_messages() {
+    let _serial = SERIAL.lock().await;
+    timeout(Duration::from_secs(120), async {
+        const TOPIC: &str = "RcE2eT14Topic";
+        const N: usize = 40;
+        let store = common::temp_store();
+        let mut broker = start_broker_with(store.path(), &[("enablePropertyFilter", "true")]);
+        let env = ClientEnv::new("t14");
+        let producer = env.producer(&broker.namesrv_addr, "rc_e2e_t14_pg", 0).await;
+        let mut wanted = Vec::new();
+        let mut unwanted = Vec::new();
+        for i in 0..N {
+            let s = spec("t14", i);
+            let region = if i % 2 == 0 { "east" } else { "west" };
+            let msg = Message::builder()
+                .topic(TOPIC)
+                .tags(s.tag.as_str())
+                .body_slice(s.body.as_bytes())
+                .raw_property("region", region)
+                .and_then(|b| b.raw_property("price", i.to_string()))
+                .expect("user properties")
+                .build_unchecked();
+            let r = producer
+                .send(msg)
+                .await
+                .expect("send")
+                .expect("a send result");
+            check_send_result(&r);
+            let id = r.msg_id.expect("a msgId").to_string();
+            if region == "east" && i > 10 {
+                wanted.push(id);
+            } else {
+                unwanted.push(id);
+            }
+        }
+        let received = Received::new(wanted.iter().cloned());
+        let mut consumer = env.push_consumer(&broker.namesrv_addr, "rc_e2e_t14_cg", None);
+        consumer
+            .subscribe_with_selector(
+                TOPIC,
+                Some(MessageSelector::by_sql("region = 'east' AND price > 10")),
+            )
+            .await
+            .expect("subscribe by SQL92");
+        consumer.register_message_listener_concurrently(Collector::new(0, &received));
+        consumer.start().await.expect("consumer start");
+        received
+            .wait_all_expected(Duration::from_secs(60), "t14")
+            .await;
+        // Once the group has committed to the end, everything it was given has been consumed.
+        let admin = env.admin(&broker.namesrv_addr).await;
+        wait_backlog_zero(&admin, "rc_e2e_t14_cg", TOPIC, &broker.broker_addr, "t14").await;
+        let counts = received.counts();
+        for id in &unwanted {
+            assert!(
+                !counts.contains_key(id),
+                "t14: {id} does not match but was delivered"
+            );
+        }
+        assert_eq!(wanted.len(), 14);
+        assert_eq!(received.deliveries(), wanted.len(), "t14: each match once");
+
+        let mut admin = admin;
+        admin.shutdown().await;
+        shutdown_consumer(consumer).await;
+        shutdown_owned_producer(producer).await;
+        env.shutdown().await;
+        tokio::task::block_in_place(|| broker.stop_clean());
+    })
+    .await
+    .expect("t14 timed out");
 }

@@ -5,7 +5,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use serde_json::Value;
+
+use super::sql92::Filter;
 
 use crate::net::Conn;
 use crate::remoting::codes::request;
@@ -16,14 +20,18 @@ pub const CHANNEL_EXPIRY: Duration = Duration::from_secs(120);
 
 static NEXT_OPAQUE: AtomicI32 = AtomicI32::new(1);
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Subscription {
     pub topic: String,
     pub sub_string: String,
     /// Empty means every tag.
     pub codes: BTreeSet<i32>,
     pub sub_version: i64,
+    /// An SQL92 subscription's compiled filter, or why it does not compile; `None` for TAG.
+    pub sql: Option<Result<Arc<Filter>, String>>,
 }
+
+pub const SQL92: &str = "SQL92";
 
 /// The tags of a TAG expression; none for `*` or empty, which match every tag.
 fn tags_of(expr: &str) -> Vec<&str> {
@@ -46,16 +54,46 @@ impl Subscription {
             sub_string: expr.trim().into(),
             codes,
             sub_version,
+            sql: None,
         }
+    }
+
+    /// A subscription of `expression_type` (`TAG` when absent, or `SQL92`, in any case);
+    /// an SQL92 expression is compiled now and a compile error kept for the pulls to report.
+    pub fn of_type(
+        topic: &str,
+        expr: &str,
+        sub_version: i64,
+        expression_type: Option<&str>,
+    ) -> Self {
+        match expression_type {
+            Some(t) if t.eq_ignore_ascii_case(SQL92) => Self {
+                topic: topic.into(),
+                sub_string: expr.trim().into(),
+                codes: BTreeSet::new(),
+                sub_version,
+                sql: Some(Filter::parse(expr).map(Arc::new)),
+            },
+            _ => Self::from_expression(topic, expr, sub_version),
+        }
+    }
+
+    /// The SQL92 filter to apply to each record's properties, if this is a valid SQL92
+    /// subscription.
+    pub fn sql_filter(&self) -> Option<Arc<Filter>> {
+        self.sql.as_ref().and_then(|r| r.as_ref().ok()).cloned()
     }
 
     /// SubscriptionData as Java writes it.
     pub fn to_json(&self) -> Value {
-        let tags = tags_of(&self.sub_string);
+        let (kind, tags) = match self.sql {
+            Some(_) => (SQL92, Vec::new()),
+            None => ("TAG", tags_of(&self.sub_string)),
+        };
         serde_json::json!({
             "classFilterMode": false,
             "codeSet": self.codes,
-            "expressionType": "TAG",
+            "expressionType": kind,
             "subString": self.sub_string,
             "subVersion": self.sub_version,
             "tagsSet": tags,
@@ -63,7 +101,8 @@ impl Subscription {
         })
     }
 
-    /// The broker's check is on the tag hash only; clients re-check the exact tag.
+    /// The broker's check is on the tag hash only; clients re-check the exact tag. An SQL92
+    /// subscription passes every tag here and is checked on the record's properties.
     pub fn matches(&self, tag_code: i64) -> bool {
         self.codes.is_empty() || self.codes.contains(&(tag_code as i32))
     }
@@ -176,10 +215,11 @@ pub fn parse_heartbeat(body: &[u8]) -> Result<Heartbeat, String> {
             .flatten()
             .filter_map(|s| {
                 let topic = s["topic"].as_str()?;
-                Some(Subscription::from_expression(
+                Some(Subscription::of_type(
                     topic,
                     s["subString"].as_str().unwrap_or("*"),
                     int_of(&s["subVersion"]),
+                    s["expressionType"].as_str(),
                 ))
             })
             .collect();

@@ -9,6 +9,7 @@ pub mod queue_locks;
 pub mod queue_ops;
 pub(crate) mod register;
 pub mod schedule;
+pub mod sql92;
 mod startup;
 pub mod topics;
 pub mod transactions;

@@ -491,7 +491,23 @@ async fn pull(log: &Log, p: PullOp) -> GetResult {
         log.commit_offset(&p.group, &p.topic, p.queue_id, o);
     }
     let sub = p.subscription;
+    let sql = sub.as_ref().and_then(Subscription::sql_filter);
     let filter = move |code: i64| sub.as_ref().is_none_or(|s| s.matches(code));
+    // SQL92 looks at each record's properties, after the tag stage; a pull whose records all
+    // fail it answers "nothing matched" with the offset past them, as a tag miss does.
+    let by_properties = |mut r: GetResult| {
+        if let Some(f) = &sql {
+            r.records.retain(|rec| {
+                rocketcore_shards::message::record::properties_of(rec).is_some_and(|props| {
+                    f.matches(|name| rocketcore_shards::message::properties::find(props, name))
+                })
+            });
+            if r.status == GetStatus::Found && r.records.is_empty() {
+                r.status = GetStatus::NoMatchedMessage;
+            }
+        }
+        r
+    };
     let deadline = p.suspend.map(|d| std::time::Instant::now() + d);
     loop {
         let arrival = log.arrivals.notified();
@@ -501,19 +517,20 @@ async fn pull(log: &Log, p: PullOp) -> GetResult {
         let waiting = matches!(r.status, GetStatus::OffsetOverflowOne)
             || (r.status == GetStatus::NoMessageInQueue && p.offset == 0);
         let Some(deadline) = deadline.filter(|_| waiting) else {
-            return r;
+            return by_properties(r);
         };
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         if left.is_zero() {
-            return r;
+            return by_properties(r);
         }
         if rocketcore_shards::runtime::timeout(left, arrival)
             .await
             .is_none()
         {
-            return log
+            let r = log
                 .get(&p.topic, p.queue_id, p.offset, p.max_msgs, &filter)
                 .await;
+            return by_properties(r);
         }
     }
 }

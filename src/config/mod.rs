@@ -54,6 +54,8 @@ pub struct BrokerConfig {
     pub default_topic_queue_nums: i32,
     pub broker_permission: i32,
     pub long_polling_enable: bool,
+    /// `enablePropertyFilter`: accept SQL92 subscriptions (RocketMQ's default: off).
+    pub enable_property_filter: bool,
     /// Ours: number of shards (pinned cores). Default: one per available core.
     pub shards: usize,
     pub shard_io_memory: usize,
@@ -105,6 +107,7 @@ impl Default for BrokerConfig {
             default_topic_queue_nums: 8,
             broker_permission: 6,
             long_polling_enable: true,
+            enable_property_filter: false,
             shards: rocketcore_shards::runtime::available_cores(),
             shard_io_memory: rocketcore_shards::runtime::DEFAULT_IO_MEMORY_BYTES,
             tail_cache_bytes: 64 << 20,
@@ -203,6 +206,7 @@ impl BrokerConfig {
             "defaultTopicQueueNums" => self.default_topic_queue_nums = int(key, v, 1, 1024)? as i32,
             "brokerPermission" => self.broker_permission = int(key, v, 0, 7)? as i32,
             "longPollingEnable" => self.long_polling_enable = boolean(key, v)?,
+            "enablePropertyFilter" => self.enable_property_filter = boolean(key, v)?,
             "shards" => self.shards = int(key, v, 1, 256)? as usize,
             "shardIoMemory" => self.shard_io_memory = int(key, v, 64 * 1024, 1 << 30)? as usize,
             "tailCacheBytes" => self.tail_cache_bytes = int(key, v, 0, 1 << 40)? as usize,
@@ -326,6 +330,10 @@ impl BrokerConfig {
             ),
             ("brokerPermission", self.broker_permission.to_string()),
             ("longPollingEnable", self.long_polling_enable.to_string()),
+            (
+                "enablePropertyFilter",
+                self.enable_property_filter.to_string(),
+            ),
             ("shards", self.shards.to_string()),
             ("shardIoMemory", self.shard_io_memory.to_string()),
             ("tailCacheBytes", self.tail_cache_bytes.to_string()),

@@ -311,6 +311,30 @@ pub fn decode(rec: &[u8]) -> Option<StoredRecord> {
     })
 }
 
+/// The properties of an encoded record, found without copying (SQL92 filtering reads them for
+/// every candidate record); `None` if the length fields do not fit the record.
+pub fn properties_of(rec: &[u8]) -> Option<&str> {
+    let i32_at = |at: usize| -> Option<i32> {
+        Some(i32::from_be_bytes(rec.get(at..at + 4)?.try_into().ok()?))
+    };
+    let sys_flag = i32_at(OFF_SYSFLAG)?;
+    let host_len = |v6: bool| if v6 { 20 } else { 8 };
+    // born host, store timestamp, store host, reconsume times, prepared offset
+    let at = OFF_BORN_HOST
+        + host_len(sys_flag & SYSFLAG_BORNHOST_V6 != 0)
+        + 8
+        + host_len(sys_flag & SYSFLAG_STOREHOST_V6 != 0)
+        + 4
+        + 8;
+    let body_len = usize::try_from(i32_at(at)?).ok()?;
+    let topic_at = at.checked_add(4)?.checked_add(body_len)?;
+    let topic_len = *rec.get(topic_at)? as usize;
+    let props_at = topic_at + 1 + topic_len;
+    let props_len = i16::from_be_bytes(rec.get(props_at..props_at + 2)?.try_into().ok()?);
+    let props = rec.get(props_at + 2..props_at + 2 + usize::try_from(props_len).ok()?)?;
+    std::str::from_utf8(props).ok()
+}
+
 /// Store timestamp of an encoded record, for timestamp search without a full decode.
 pub fn store_timestamp_of(rec: &[u8]) -> Option<i64> {
     let sys_flag = i32::from_be_bytes(rec.get(OFF_SYSFLAG..OFF_SYSFLAG + 4)?.try_into().ok()?);
@@ -366,6 +390,8 @@ mod tests {
             m.encode_into(&mut buf, qo, po, ts);
             prop_assert_eq!(buf.len(), m.encoded_len());
             prop_assert_eq!(store_timestamp_of(&buf), Some(ts));
+        let decoded = decode(&buf).map(|r| r.properties);
+        prop_assert_eq!(properties_of(&buf), decoded.as_deref());
             match check(&buf, po) {
                 Check::Record(r) => {
                     prop_assert_eq!(r.body, m.body);
@@ -382,6 +408,8 @@ mod tests {
         fn arbitrary_bytes_never_panic_the_checker(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
             let _ = check(&bytes, 0);
             let _ = decode(&bytes);
+            let _ = properties_of(&bytes);
+            let _ = store_timestamp_of(&bytes);
         }
     }
 

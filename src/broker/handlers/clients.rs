@@ -5,8 +5,9 @@
 use std::rc::Rc;
 
 use super::{required, Reject, Reply};
-use crate::broker::consumers::{parse_heartbeat, ClientInfo};
+use crate::broker::consumers::{parse_heartbeat, ClientInfo, SQL92};
 use crate::broker::queue_locks::{LockBatchBody, LockBatchReply};
+use crate::broker::sql92::Filter;
 use crate::broker::topics::{TopicConfig, PERM_READ, PERM_WRITE};
 use crate::broker::{lock, ShardCtx};
 use crate::net::Conn;
@@ -88,6 +89,34 @@ pub fn producer_connections(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply 
             )
         })?;
     Ok(RemotingCommand::response_to(cmd, rs::SUCCESS).with_body(body.to_string().into_bytes()))
+}
+
+/// CHECK_CLIENT_CONFIG: a consumer with a non-TAG subscription asks before it starts whether the
+/// broker can filter with it. SQL92 needs `enablePropertyFilter` (else code 1) and an
+/// expression that compiles (else 23 with the reason), as in RocketMQ.
+pub fn check_client_config(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
+    let body: serde_json::Value = serde_json::from_slice(&cmd.body)
+        .map_err(|e| Reject::new(rs::SYSTEM_ERROR, format!("the check body is not JSON: {e}")))?;
+    let sub = &body["subscriptionData"];
+    let kind = sub["expressionType"].as_str().unwrap_or("TAG");
+    if kind.eq_ignore_ascii_case("TAG") {
+        return Ok(RemotingCommand::response_to(cmd, rs::SUCCESS));
+    }
+    if !kind.eq_ignore_ascii_case(SQL92) {
+        return Err(Reject::new(
+            rs::SUBSCRIPTION_PARSE_FAILED,
+            format!("unknown expression type {kind}"),
+        ));
+    }
+    if !ctx.shared.cfg.enable_property_filter {
+        return Err(Reject::new(
+            rs::SYSTEM_ERROR,
+            "The broker does not support consumer to filter message by SQL92",
+        ));
+    }
+    Filter::parse(sub["subString"].as_str().unwrap_or(""))
+        .map_err(|e| Reject::new(rs::SUBSCRIPTION_PARSE_FAILED, e))?;
+    Ok(RemotingCommand::response_to(cmd, rs::SUCCESS))
 }
 
 pub fn unregister(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {

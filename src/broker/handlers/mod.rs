@@ -84,6 +84,7 @@ async fn dispatch(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand, conn: &Conn) -> Rep
         rq::SEARCH_OFFSET_BY_TIMESTAMP => offsets::search_by_time(ctx, cmd).await,
         rq::GET_EARLIEST_MSG_STORETIME => offsets::earliest_time(ctx, cmd).await,
         rq::HEART_BEAT => clients::heartbeat(ctx, cmd, conn),
+        rq::CHECK_CLIENT_CONFIG => clients::check_client_config(ctx, cmd),
         rq::UNREGISTER_CLIENT => clients::unregister(ctx, cmd),
         rq::GET_CONSUMER_LIST_BY_GROUP => clients::consumer_list(ctx, cmd),
         rq::GET_CONSUMER_CONNECTION_LIST => clients::consumer_connections(ctx, cmd),

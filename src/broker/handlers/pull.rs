@@ -7,7 +7,7 @@ use bytes::BytesMut;
 use rocketcore_shards::GetStatus;
 
 use super::{int_field, required, required_int, Reject, Reply};
-use crate::broker::consumers::Subscription;
+use crate::broker::consumers::{Subscription, SQL92};
 use crate::broker::queue_ops::{execute, PullOp, QueueOp, QueueReply};
 use crate::broker::topics::PERM_READ;
 use crate::broker::{lock, ShardCtx};
@@ -78,24 +78,42 @@ pub async fn handle(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
         }
         Some(_) => {}
     }
-    if cmd
+    // Filter with the header's expression when the client sends one, else with the heartbeat's.
+    // With neither (a pull racing the first heartbeat) deliver everything: clients re-check tags.
+    let from_header = sys_flag & FLAG_SUBSCRIPTION != 0 && cmd.field("subscription").is_some();
+    let subscription = match (from_header, cmd.field("subscription")) {
+        (true, Some(expr)) => {
+            let version = int_field("subVersion", cmd.field("subVersion"))?.unwrap_or(0);
+            let kind = cmd.field("expressionType");
+            Some(Subscription::of_type(topic, expr, version, kind))
+        }
+        _ => lock(&ctx.shared.consumers).subscription(group, topic),
+    };
+    let sql = cmd
         .field("expressionType")
-        .is_some_and(|t| !t.eq_ignore_ascii_case("TAG"))
-    {
+        .is_some_and(|t| t.eq_ignore_ascii_case(SQL92))
+        || subscription.as_ref().is_some_and(|s| s.sql.is_some());
+    if sql && !cfg.enable_property_filter {
         return Err(Reject::new(
             rs::SYSTEM_ERROR,
             "The broker does not support consumer to filter message by SQL92",
         ));
     }
-    // Filter with the header's expression when the client sends one, else with the heartbeat's.
-    // With neither (a pull racing the first heartbeat) deliver everything: clients re-check tags.
-    let subscription = match (sys_flag & FLAG_SUBSCRIPTION != 0, cmd.field("subscription")) {
-        (true, Some(expr)) => {
-            let version = int_field("subVersion", cmd.field("subVersion"))?.unwrap_or(0);
-            Some(Subscription::from_expression(topic, expr, version))
-        }
-        _ => lock(&ctx.shared.consumers).subscription(group, topic),
-    };
+    if let Some(Err(why)) = subscription.as_ref().and_then(|s| s.sql.as_ref()) {
+        // RocketMQ's codes: a bad expression in the pull itself, or none usable from the
+        // heartbeat.
+        return Err(if from_header {
+            Reject::new(
+                rs::SUBSCRIPTION_PARSE_FAILED,
+                format!("parse the consumer's subscription failed: {why}"),
+            )
+        } else {
+            Reject::new(
+                rs::FILTER_DATA_NOT_EXIST,
+                format!("The broker's consumer filter data is not exist! Your expression may be wrong: {why}"),
+            )
+        });
+    }
     let commit_offset = if sys_flag & FLAG_COMMIT_OFFSET != 0 {
         int_field("commitOffset", cmd.field("commitOffset"))?.filter(|o| *o >= 0)
     } else {

@@ -1847,6 +1847,44 @@ async fn e2e_admin_broker_status_connections_and_subscription_groups() {
         assert_eq!(added, wiped);
         assert_eq!(perm().await, 6, "t11: read and write after addWritePerm");
 
+        // updateBrokerConfig brokerPermission=4: read only, on the broker and in its routes, then
+        // back to 6. Keys that cannot change at runtime are refused.
+        let set_perm = |p: &'static str| {
+            BrokerAdmin::update_broker_config(
+                &admin,
+                addr(),
+                HashMap::from([("brokerPermission".into(), p.into())]),
+            )
+        };
+        set_perm("4").await.expect("make the broker read only");
+        let cfg = BrokerAdmin::get_broker_config(&admin, addr())
+            .await
+            .expect("broker config");
+        let value = |k: &str| {
+            cfg.iter()
+                .find(|(key, _)| key.as_str() == k)
+                .map(|(_, v)| v.to_string())
+        };
+        assert_eq!(value("brokerPermission").as_deref(), Some("4"));
+        assert_eq!(perm().await, 4, "t11: the routes say read only");
+        let refused = send_one(&producer, TOPIC, &spec("t11-ro", 0)).await;
+        assert!(
+            refused.is_err(),
+            "t11: a send to a read-only broker: {refused:?}"
+        );
+        set_perm("6").await.expect("make the broker writable again");
+        assert_eq!(perm().await, 6, "t11: the routes say read and write again");
+        send_one(&producer, TOPIC, &spec("t11-rw", 0))
+            .await
+            .expect("a send once writable again");
+        let fixed = BrokerAdmin::update_broker_config(
+            &admin,
+            addr(),
+            HashMap::from([("listenPort".into(), "1".into())]),
+        )
+        .await;
+        assert!(fixed.is_err(), "t11: listenPort cannot change at runtime");
+
         // NameServer KV config, listed by namespace.
         RouteAdmin::create_and_update_kv_config(&admin, "T11NS".into(), "k".into(), "v".into())
             .await

@@ -8,6 +8,7 @@ pub mod handlers;
 pub mod queue_locks;
 pub mod queue_ops;
 pub(crate) mod register;
+pub mod runtime_config;
 pub mod schedule;
 pub mod sql92;
 mod startup;
@@ -45,6 +46,8 @@ pub struct BrokerShared {
     pub transactions: Mutex<transactions::Resolved>,
     pub placement: Mutex<Placement>,
     pub counters: counters::Counters,
+    /// The keys UPDATE_BROKER_CONFIG may change; read these, not `cfg`, for them.
+    pub runtime: runtime_config::RuntimeConfig,
     /// When this broker started, ms since the epoch.
     pub boot_ms: i64,
     pub shards: usize,

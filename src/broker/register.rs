@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use futures_lite::FutureExt;
 
+use super::topics::{PERM_READ, PERM_WRITE};
 use super::{lock, BrokerShared};
 use crate::net::client::{invoke, invoke_oneway};
 use crate::remoting::codes::{request as rq, response as rs};
@@ -39,8 +40,19 @@ fn next_opaque() -> i32 {
 /// Registers with every NameServer; succeeds if at least one accepted.
 pub async fn register_once(shared: &BrokerShared) -> Result<(), String> {
     let body = {
-        let topics = lock(&shared.topics);
-        serde_json::json!({ "filterServerList": [], "topicConfigSerializeWrapper": topics.wrapper_json() }).to_string()
+        let mut wrapper = lock(&shared.topics).wrapper_json();
+        // A broker that may not be read or written advertises every topic with its own
+        // permission, as RocketMQ does, so clients stop sending (or pulling) there.
+        let perm = shared.runtime.broker_permission();
+        if perm & PERM_READ == 0 || perm & PERM_WRITE == 0 {
+            if let Some(table) = wrapper["topicConfigTable"].as_object_mut() {
+                for tc in table.values_mut() {
+                    tc["perm"] = perm.into();
+                }
+            }
+        }
+        serde_json::json!({ "filterServerList": [], "topicConfigSerializeWrapper": wrapper })
+            .to_string()
     };
     let mut errors = Vec::new();
     let mut ok = false;

@@ -78,6 +78,7 @@ pub fn run(cfg: BrokerConfig) -> Result<(), StartError> {
         transactions: Mutex::new(Default::default()),
         placement: Mutex::new(placement),
         counters: super::counters::Counters::new(shards),
+        runtime: super::runtime_config::RuntimeConfig::new(&cfg),
         boot_ms: rocketcore_shards::store::now_ms(),
         shards,
         store_host: OnceLock::new(),

@@ -20,7 +20,7 @@ pub fn heartbeat(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand, conn: &Conn) -> Repl
     let mut created_topic = false;
     for c in &hb.consumers {
         let g = lock(&shared.groups)
-            .find_or_create(&c.group, shared.cfg.auto_create_subscription_group)
+            .find_or_create(&c.group, shared.runtime.auto_create_group())
             .map_err(|e| Reject::new(rs::SYSTEM_ERROR, e.to_string()))?;
         let Some(g) = g else {
             return Err(Reject::new(
@@ -108,7 +108,7 @@ pub fn check_client_config(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
             format!("unknown expression type {kind}"),
         ));
     }
-    if !ctx.shared.cfg.enable_property_filter {
+    if !ctx.shared.runtime.property_filter() {
         return Err(Reject::new(
             rs::SYSTEM_ERROR,
             "The broker does not support consumer to filter message by SQL92",

@@ -102,6 +102,7 @@ async fn dispatch(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand, conn: &Conn) -> Rep
         rq::VIEW_MESSAGE_BY_ID => query::view_by_id(ctx, cmd).await,
         rq::GET_BROKER_RUNTIME_INFO => runtime::runtime_info(ctx, cmd).await,
         rq::GET_BROKER_CONFIG => runtime::broker_config(ctx, cmd),
+        rq::UPDATE_BROKER_CONFIG => runtime::update_broker_config(ctx, cmd).await,
         rq::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => sub_groups::create_or_update(ctx, cmd),
         rq::GET_SUBSCRIPTIONGROUP_CONFIG => sub_groups::get_one(ctx, cmd),
         rq::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => sub_groups::get_all(ctx, cmd),

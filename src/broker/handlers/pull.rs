@@ -29,7 +29,7 @@ pub async fn handle(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
     let offset = required_int(cmd, "queueOffset")?;
     let max_msgs = required_int(cmd, "maxMsgNums")?.clamp(1, 1024) as usize;
     let sys_flag = required_int(cmd, "sysFlag")?;
-    if cfg.broker_permission & PERM_READ == 0 {
+    if ctx.shared.runtime.broker_permission() & PERM_READ == 0 {
         return Err(Reject::new(
             rs::NO_PERMISSION,
             format!(
@@ -61,7 +61,7 @@ pub async fn handle(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
         ));
     }
     let group_cfg = lock(&ctx.shared.groups)
-        .find_or_create(group, cfg.auto_create_subscription_group)
+        .find_or_create(group, ctx.shared.runtime.auto_create_group())
         .map_err(|e| Reject::new(rs::SYSTEM_ERROR, e.to_string()))?;
     match group_cfg {
         None => {
@@ -93,7 +93,7 @@ pub async fn handle(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
         .field("expressionType")
         .is_some_and(|t| t.eq_ignore_ascii_case(SQL92))
         || subscription.as_ref().is_some_and(|s| s.sql.is_some());
-    if sql && !cfg.enable_property_filter {
+    if sql && !ctx.shared.runtime.property_filter() {
         return Err(Reject::new(
             rs::SYSTEM_ERROR,
             "The broker does not support consumer to filter message by SQL92",

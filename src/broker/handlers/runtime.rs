@@ -9,7 +9,7 @@ use std::rc::Rc;
 use super::{Reject, Reply};
 use crate::broker::counters::tps_text;
 use crate::broker::queue_ops::{execute_on_every_shard, LogStats, QueueOp, QueueReply};
-use crate::broker::ShardCtx;
+use crate::broker::{lock, ShardCtx};
 use crate::remoting::codes::{response as rs, BROKER_VERSION};
 use crate::remoting::RemotingCommand;
 
@@ -110,6 +110,7 @@ pub async fn runtime_info(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
 pub fn broker_config(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
     let shared = &ctx.shared;
     let mut props = shared.cfg.properties();
+    shared.runtime.overlay(&mut props);
     for (k, v) in props.iter_mut() {
         match *k {
             "listenPort" => *v = shared.store_host().port().to_string(),
@@ -132,6 +133,33 @@ pub fn broker_config(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
     Ok(RemotingCommand::response_to(cmd, rs::SUCCESS)
         .with_field("version", version.to_string())
         .with_body(body.into_bytes()))
+}
+
+/// UPDATE_BROKER_CONFIG (`mqadmin updateBrokerConfig`): `key=value` lines for the keys that can
+/// change while the broker runs (all applied or none). A new brokerPermission is registered with
+/// the NameServer at once, with a new data version so it replaces the routes. The change lasts
+/// until the broker restarts: the configuration file is not rewritten.
+pub async fn update_broker_config(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
+    let text = std::str::from_utf8(&cmd.body)
+        .map_err(|_| Reject::new(rs::SYSTEM_ERROR, "the body is not UTF-8 text"))?;
+    let pairs = crate::config::parse_properties(text, "UPDATE_BROKER_CONFIG")
+        .map_err(|e| Reject::new(rs::SYSTEM_ERROR, e.to_string()))?;
+    let shared = &ctx.shared;
+    let permission_changed = shared
+        .runtime
+        .update(&pairs)
+        .map_err(|e| Reject::new(rs::SYSTEM_ERROR, e))?;
+    tracing::info!(
+        ?pairs,
+        "broker configuration updated at runtime (until restart)"
+    );
+    if permission_changed {
+        lock(&shared.topics).data_version.counter += 1;
+        if let Err(e) = crate::broker::register::register_once(shared).await {
+            tracing::warn!(error = %e, "registration after a permission change failed; the periodic one will retry");
+        }
+    }
+    Ok(RemotingCommand::response_to(cmd, rs::SUCCESS))
 }
 
 #[cfg(test)]

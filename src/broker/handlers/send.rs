@@ -53,7 +53,6 @@ pub fn topic_for_send(
     default_topic: Option<&str>,
     queues: i32,
 ) -> Result<TopicConfig, Reject> {
-    let cfg = &ctx.shared.cfg;
     let mut topics = lock(&ctx.shared.topics);
     if let Some(tc) = topics.get(topic) {
         return Ok(tc.clone());
@@ -61,7 +60,7 @@ pub fn topic_for_send(
     let io = |e: rocketcore_shards::StoreError| {
         Reject::new(rs::SYSTEM_ERROR, format!("cannot persist topics.json: {e}"))
     };
-    let created = if cfg.auto_create_topic_enable && default_topic.is_some() {
+    let created = if ctx.shared.runtime.auto_create_topic() && default_topic.is_some() {
         topics
             .auto_create(topic, default_topic.unwrap_or_default(), queues)
             .map_err(io)?
@@ -94,7 +93,7 @@ pub async fn handle(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand, peer: SocketAddr)
     let cfg = &ctx.shared.cfg;
     let topic = field(cmd, "topic", "b")
         .ok_or_else(|| Reject::new(rs::SYSTEM_ERROR, "missing header field `topic` (b)"))?;
-    if cfg.broker_permission & PERM_WRITE == 0 {
+    if ctx.shared.runtime.broker_permission() & PERM_WRITE == 0 {
         return Err(Reject::new(
             rs::NO_PERMISSION,
             format!(

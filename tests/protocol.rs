@@ -873,3 +873,56 @@ fn given_property_filtering_should_serve_sql92_pulls_and_refuse_bad_expressions(
     let r = c.call(sql_pull("a >", 0));
     assert_eq!(r.code, rs::SUBSCRIPTION_PARSE_FAILED);
 }
+
+/// Requests the broker relays to one client and answers with the client's answer: the consumer's
+/// connection gets the request (with the stored message for CONSUME_MESSAGE_DIRECTLY) and its
+/// answer comes back to the asker unchanged.
+#[test]
+fn given_an_online_consumer_should_relay_running_info_and_direct_consume_requests_to_it() {
+    let dir = temp_store();
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let mut consumer = Client::connect(&broker.broker_addr);
+    let mut admin = Client::connect(&broker.broker_addr);
+    create_topic(&mut admin, "Relay", 1);
+    let r = admin.call(send_v2("Relay", 0, b"direct", ""));
+    assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+    let offset_msg_id = r.field("msgId").expect("msgId").to_string();
+    let hb = br#"{"clientID":"relay-test","consumerDataSet":[{"groupName":"RG","consumeType":"CONSUME_PASSIVELY","messageModel":"CLUSTERING","consumeFromWhere":"CONSUME_FROM_FIRST_OFFSET","subscriptionDataSet":[{"topic":"Relay","subString":"*","subVersion":1}]}],"producerDataSet":[]}"#;
+    let r = consumer.call(RemotingCommand::request(rq::HEART_BEAT, 0).with_body(&hb[..]));
+    assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+
+    let ask = |code: i32, opaque: i32| {
+        RemotingCommand::request(code, opaque)
+            .with_field("consumerGroup", "RG")
+            .with_field("clientId", "relay-test")
+            .with_field("msgId", offset_msg_id.as_str())
+            .with_field("jstackEnable", "false")
+    };
+    for (code, answer) in [
+        (rq::GET_CONSUMER_RUNNING_INFO, &b"{\"properties\":{}}"[..]),
+        (
+            rq::CONSUME_MESSAGE_DIRECTLY,
+            &b"{\"consumeResult\":\"CR_SUCCESS\"}"[..],
+        ),
+    ] {
+        admin.send_raw(&frame::encode_to_vec(&ask(code, 77)));
+        let relayed = consumer.read_request().expect("the relayed request");
+        assert_eq!(relayed.code, code);
+        assert_eq!(relayed.field("consumerGroup"), Some("RG"));
+        if code == rq::CONSUME_MESSAGE_DIRECTLY {
+            let rec = decode(&relayed.body).expect("the stored message");
+            assert_eq!(rec.body.as_ref(), b"direct");
+        }
+        let reply = RemotingCommand::response_to(&relayed, rs::SUCCESS).with_body(answer.to_vec());
+        consumer.send_raw(&frame::encode_to_vec(&reply));
+        let back = admin.read().expect("the client's answer");
+        assert_eq!((back.code, back.opaque), (rs::SUCCESS, 77));
+        assert_eq!(back.body.as_ref(), answer);
+    }
+    // A client that is not online, and an id that names no message.
+    let r = admin.call(ask(rq::GET_CONSUMER_RUNNING_INFO, 0).with_field("clientId", "gone"));
+    assert_eq!(r.code, rs::SYSTEM_ERROR);
+    assert!(r.remark.unwrap_or_default().contains("not online"));
+    let r = admin.call(ask(rq::CONSUME_MESSAGE_DIRECTLY, 0).with_field("msgId", "XYZ"));
+    assert_eq!(r.code, rs::SYSTEM_ERROR);
+}

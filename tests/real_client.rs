@@ -1775,6 +1775,28 @@ async fn e2e_admin_broker_status_connections_and_subscription_groups() {
         assert_eq!(tags, ["TagA", "TagB"], "t11: {sub:?}");
         assert_eq!(sub.code_set.len(), 2, "t11: {sub:?}");
 
+        // consumerStatus: the broker relays GET_CONSUMER_RUNNING_INFO to the consumer itself.
+        let client_id = conns[0].get_client_id();
+        let info =
+            ConsumerAdmin::get_consumer_running_info(&admin, GROUP.into(), client_id, false, None)
+                .await
+                .expect("consumer running info");
+        assert!(
+            info.subscription_set
+                .iter()
+                .any(|s| s.topic.as_str() == TOPIC),
+            "t11: the consumer reports its subscription: {info:?}"
+        );
+        let nobody = ConsumerAdmin::get_consumer_running_info(
+            &admin,
+            GROUP.into(),
+            "nobody".into(),
+            false,
+            None,
+        )
+        .await;
+        assert!(nobody.is_err(), "t11: a client that is not online");
+
         // producerConnection.
         let pc = MQAdminReadExt::examine_producer_connection_info(
             &admin,

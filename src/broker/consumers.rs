@@ -325,6 +325,15 @@ impl ConsumerManager {
         self.remove_where(|m| m.last_heartbeat.elapsed() > CHANNEL_EXPIRY)
     }
 
+    /// The connection of `client_id` in `group`, if it is online.
+    pub fn member_conn(&self, group: &str, client_id: &str) -> Option<Conn> {
+        self.groups
+            .get(group)?
+            .members
+            .get(client_id)
+            .map(|m| m.conn.clone())
+    }
+
     pub fn member_ids(&self, group: &str) -> Vec<String> {
         self.groups
             .get(group)

@@ -2,10 +2,13 @@
 //! its own task (a held long-poll must not block the requests behind it), and a writer that
 //! sends responses and broker-initiated requests in arrival order.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -18,6 +21,11 @@ const OUTBOUND_CAPACITY: usize = 4096;
 const READ_CHUNK: usize = 64 * 1024;
 
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
+/// Opaques of requests the broker sends to clients; unique per process, so per connection.
+static NEXT_OPAQUE: AtomicI32 = AtomicI32::new(1);
+
+/// Requests this broker sent on a connection and still waits an answer for, by opaque.
+type Pending = Arc<Mutex<HashMap<i32, async_channel::Sender<RemotingCommand>>>>;
 
 /// What a handler knows about the connection a request came on. The outbound sender is `Send`,
 /// so any shard can push a request (e.g. NOTIFY_CONSUMER_IDS_CHANGED) to this client.
@@ -26,6 +34,40 @@ pub struct Conn {
     pub id: u64,
     pub peer: SocketAddr,
     pub outbound: async_channel::Sender<RemotingCommand>,
+    pending: Pending,
+}
+
+fn lock_pending(
+    p: &Pending,
+) -> std::sync::MutexGuard<'_, HashMap<i32, async_channel::Sender<RemotingCommand>>> {
+    p.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Conn {
+    /// Sends a request to the client on this connection and waits for its answer (the broker
+    /// asking a consumer for its running info, say). From any shard.
+    pub async fn call(
+        &self,
+        mut cmd: RemotingCommand,
+        limit: Duration,
+    ) -> Result<RemotingCommand, String> {
+        let opaque = NEXT_OPAQUE.fetch_add(1, Ordering::Relaxed);
+        cmd.opaque = opaque;
+        let (tx, rx) = async_channel::bounded(1);
+        lock_pending(&self.pending).insert(opaque, tx);
+        let answer = async {
+            self.outbound
+                .send(cmd)
+                .await
+                .map_err(|_| "the connection is closed".to_string())?;
+            rx.recv()
+                .await
+                .map_err(|_| "the connection closed before the answer".to_string())
+        };
+        let r = rocketcore_shards::runtime::timeout(limit, answer).await;
+        lock_pending(&self.pending).remove(&opaque);
+        r.unwrap_or_else(|| Err(format!("no answer within {limit:?}")))
+    }
 }
 
 pub trait Handler: 'static {
@@ -47,6 +89,7 @@ pub async fn serve_connection<H: Handler>(stream: TcpStream, handler: Rc<H>) {
         id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
         peer,
         outbound: tx,
+        pending: Pending::default(),
     };
     // Valid while `reader` lives: the read loop below holds it.
     let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
@@ -91,6 +134,8 @@ pub async fn serve_connection<H: Handler>(stream: TcpStream, handler: Rc<H>) {
     }
     handler.closed(&conn);
     conn.outbound.close();
+    // Whoever waits for an answer on this connection learns it will not come.
+    lock_pending(&conn.pending).clear();
 }
 
 /// A connection's read buffer. Frames are split off it, so a request's bytes are copied once,
@@ -207,7 +252,11 @@ const STAGING: usize = 4096;
 
 fn dispatch<H: Handler>(handler: &Rc<H>, cmd: RemotingCommand, conn: &Conn) {
     if cmd.is_response() {
-        // Answers to requests we sent oneway; nothing waits for them.
+        // An answer to a request we sent: to its caller, if one still waits (answers to
+        // oneway requests have none).
+        if let Some(tx) = lock_pending(&conn.pending).remove(&cmd.opaque) {
+            let _ = tx.try_send(cmd);
+        }
         return;
     }
     let handler = handler.clone();

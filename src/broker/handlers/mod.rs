@@ -5,6 +5,7 @@ mod clients;
 mod offsets;
 mod pull;
 mod query;
+mod relay;
 mod reset;
 mod runtime;
 mod send;
@@ -108,6 +109,8 @@ async fn dispatch(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand, conn: &Conn) -> Rep
         rq::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => sub_groups::get_all(ctx, cmd),
         rq::DELETE_SUBSCRIPTIONGROUP => sub_groups::delete(ctx, cmd).await,
         rq::INVOKE_BROKER_TO_RESET_OFFSET => reset::reset_offset(ctx, cmd).await,
+        rq::GET_CONSUMER_RUNNING_INFO => relay::consumer_running_info(ctx, cmd).await,
+        rq::CONSUME_MESSAGE_DIRECTLY => relay::consume_message_directly(ctx, cmd).await,
         rq::QUERY_TOPIC_CONSUME_BY_WHO => sub_groups::consumed_by(ctx, cmd).await,
         rq::CLONE_GROUP_OFFSET => sub_groups::clone_offsets(ctx, cmd).await,
         other => Err(Reject::new(

@@ -29,17 +29,32 @@ pub async fn view_by_id(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
             format!("no message at offset {offset}: offsets are not negative"),
         )
     })?;
+    let rec = record_at(ctx, phys).await?;
+    Ok(RemotingCommand::response_to(cmd, rs::SUCCESS).with_body(rec))
+}
+
+/// The whole record starting at physical offset `phys`, read on the shard that owns its log (the
+/// log id sits in the offset's top 16 bits).
+pub async fn record_at(ctx: &Rc<ShardCtx>, phys: u64) -> Result<Bytes, Reject> {
     let log_id = rocketcore_shards::store::log_of_offset(phys);
     match execute(ctx, log_id, QueueOp::ReadAt { phys }).await {
-        QueueReply::Record(rec) => {
-            Ok(RemotingCommand::response_to(cmd, rs::SUCCESS).with_body(rec))
-        }
+        QueueReply::Record(rec) => Ok(rec),
         QueueReply::Failed(e) => Err(Reject::new(
             rs::SYSTEM_ERROR,
             format!("no message at offset {phys}: {e}"),
         )),
         other => Err(Reject::unexpected(other)),
     }
+}
+
+/// The physical offset an offset message id names: its last 16 hex digits (after the store
+/// host's address and port, 32 digits in all for IPv4, 56 for IPv6).
+pub fn phys_of_offset_msg_id(id: &str) -> Option<u64> {
+    let id = id.trim();
+    if !matches!(id.len(), 32 | 56) || !id.is_ascii() {
+        return None;
+    }
+    u64::from_str_radix(&id[id.len() - 16..], 16).ok()
 }
 
 /// QUERY_MESSAGE: the records of `topic` whose KEYS or UNIQ_KEY hold `key`, stored between

@@ -1849,6 +1849,28 @@ async fn e2e_admin_broker_status_connections_and_subscription_groups() {
             "t11: the clone has the source's offsets"
         );
 
+        // brokerConsumeStats: every subscription group's stats on this broker.
+        let all = ConsumerAdmin::fetch_consume_stats_in_broker(&admin, addr(), false, 5_000)
+            .await
+            .expect("broker consume stats");
+        let ours: Vec<_> = all
+            .consume_stats_list
+            .iter()
+            .filter_map(|m| m.iter().find(|(g, _)| g.as_str() == GROUP).map(|(_, v)| v))
+            .flatten()
+            .collect();
+        let committed: i64 = ours
+            .iter()
+            .flat_map(|s| s.get_offset_table().iter())
+            .filter(|(mq, _)| mq.topic().as_str() == TOPIC)
+            .map(|(_, o)| o.get_consumer_offset())
+            .sum();
+        assert_eq!(committed, N as i64, "t11: the group's offsets on the topic");
+        assert_eq!(
+            all.total_diff, 0,
+            "t11: nothing left to consume on this broker"
+        );
+
         // wipeWritePerm / addWritePerm on the NameServer, seen in the topic's route.
         let perm = || async {
             let route = TopicAdmin::examine_topic_route_info(&admin, TOPIC.into())

@@ -45,6 +45,7 @@ pub mod request {
     pub const WIPE_WRITE_PERM_OF_BROKER: i32 = 205;
     pub const GET_KVLIST_BY_NAMESPACE: i32 = 219;
     pub const QUERY_TOPIC_CONSUME_BY_WHO: i32 = 300;
+    pub const GET_BROKER_CONSUME_STATS: i32 = 317;
     pub const GET_CONSUMER_RUNNING_INFO: i32 = 307;
     pub const CONSUME_MESSAGE_DIRECTLY: i32 = 309;
     pub const CLONE_GROUP_OFFSET: i32 = 314;

@@ -15,8 +15,10 @@ mod transaction;
 
 pub use send::push_offset_msg_id;
 
+use std::collections::BTreeSet;
 use std::rc::Rc;
 
+use super::queue_ops::{execute_on_every_shard, QueueOp, QueueReply};
 use super::ShardCtx;
 use crate::net::{Conn, Handler};
 use crate::remoting::codes::{request as rq, response as rs};
@@ -100,6 +102,7 @@ async fn dispatch(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand, conn: &Conn) -> Rep
         rq::QUERY_MESSAGE => query::by_key(ctx, cmd).await,
         rq::GET_TOPIC_STATS_INFO => stats::topic_stats(ctx, cmd).await,
         rq::GET_CONSUME_STATS => stats::consume_stats(ctx, cmd).await,
+        rq::GET_BROKER_CONSUME_STATS => stats::broker_consume_stats(ctx, cmd).await,
         rq::VIEW_MESSAGE_BY_ID => query::view_by_id(ctx, cmd).await,
         rq::GET_BROKER_RUNTIME_INFO => runtime::runtime_info(ctx, cmd).await,
         rq::GET_BROKER_CONFIG => runtime::broker_config(ctx, cmd),
@@ -144,4 +147,22 @@ fn int_field(name: &'static str, v: Option<&str>) -> Result<Option<i64>, Reject>
 
 fn required_int(cmd: &RemotingCommand, name: &'static str) -> Result<i64, Reject> {
     int_field(name, Some(required(cmd, name)?)).map(|o| o.unwrap_or(0))
+}
+
+/// Names from every shard's logs, deduplicated and sorted.
+pub(super) async fn names_on_every_shard(
+    ctx: &Rc<ShardCtx>,
+    op: impl Fn() -> QueueOp,
+) -> Result<BTreeSet<String>, Reject> {
+    let replies = execute_on_every_shard(ctx, op)
+        .await
+        .map_err(|e| Reject::new(rs::SYSTEM_ERROR, e))?;
+    let mut names = BTreeSet::new();
+    for r in replies {
+        match r {
+            QueueReply::Names(n) => names.extend(n),
+            other => return Err(Reject::unexpected(other)),
+        }
+    }
+    Ok(names)
 }

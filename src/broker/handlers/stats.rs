@@ -9,10 +9,11 @@
 use std::fmt::Write;
 use std::rc::Rc;
 
-use super::{required, Reject, Reply};
+use super::{names_on_every_shard, required, Reject, Reply};
 use crate::broker::queue_ops::{execute, QueueOp, QueueReply};
 use crate::broker::{lock, ShardCtx};
 use crate::remoting::codes::response as rs;
+use crate::remoting::command::parse_bool;
 use crate::remoting::RemotingCommand;
 
 /// A queue as fastjson writes it, fields in alphabetical order.
@@ -128,21 +129,33 @@ pub async fn consume_stats(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
         Some(t) => vec![t.to_string()],
         None => lock(&ctx.shared.consumers).subscribed_topics(&group),
     };
+    let (body, _) = consume_stats_json(ctx, &group, &topics).await?;
+    Ok(RemotingCommand::response_to(cmd, rs::SUCCESS).with_body(body.into_bytes()))
+}
+
+/// One group's ConsumeStats over `topics` in fastjson's form, and its total backlog.
+async fn consume_stats_json(
+    ctx: &Rc<ShardCtx>,
+    group: &str,
+    topics: &[String],
+) -> Result<(String, i64), Reject> {
     let broker = &ctx.shared.cfg.broker_name;
     let mut body = String::from("{\"consumeTps\":0.0,\"offsetTable\":{");
     let mut first = true;
-    for topic in &topics {
+    let mut backlog = 0;
+    for topic in topics {
         let Some(queues) = write_queue_nums(ctx, topic) else {
             continue;
         };
         for q in 0..queues {
             let broker_offset = max_offset(ctx, topic, q).await?;
             let op = QueueOp::QueryOffset {
-                group: group.clone(),
+                group: group.to_string(),
                 topic: topic.clone(),
                 queue_id: q,
             };
             let consumer_offset = value(ctx, topic, q, op).await?;
+            backlog += (broker_offset - consumer_offset).max(0);
             let last = if consumer_offset > 0 {
                 store_time_at(ctx, topic, q, consumer_offset - 1).await?
             } else {
@@ -161,5 +174,59 @@ pub async fn consume_stats(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
         }
     }
     body.push_str("}}");
+    Ok((body, backlog))
+}
+
+/// GET_BROKER_CONSUME_STATS (`mqadmin brokerConsumeStats`): for every subscription group, its
+/// ConsumeStats per topic it has committed offsets on (leaving out topics gone, non-order
+/// topics when `isOrder`, and topics a running group no longer subscribes to, as RocketMQ
+/// does), with the broker's total backlog. `totalInflightDiff` (5.x) equals it: pulls are not
+/// tracked apart from commits.
+pub async fn broker_consume_stats(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
+    let only_order = cmd.field("isOrder").is_some_and(parse_bool);
+    let groups: Vec<String> = lock(&ctx.shared.groups).groups.keys().cloned().collect();
+    let mut list = String::new();
+    let mut total = 0;
+    for group in groups {
+        let op = || QueueOp::OffsetTopicsOfGroup {
+            group: group.clone(),
+        };
+        let mut entries = Vec::new();
+        for topic in names_on_every_shard(ctx, op).await? {
+            let order = lock(&ctx.shared.topics).get(&topic).map(|tc| tc.order);
+            let Some(order) = order else { continue };
+            if only_order && !order {
+                continue;
+            }
+            {
+                let consumers = lock(&ctx.shared.consumers);
+                let running = !consumers.member_ids(&group).is_empty();
+                if running && consumers.subscription(&group, &topic).is_none() {
+                    continue;
+                }
+            }
+            let (json, backlog) =
+                consume_stats_json(ctx, &group, std::slice::from_ref(&topic)).await?;
+            total += backlog;
+            entries.push(json);
+        }
+        if entries.is_empty() {
+            continue;
+        }
+        if !list.is_empty() {
+            list.push(',');
+        }
+        let _ = write!(
+            list,
+            "{{{}:[{}]}}",
+            serde_json::Value::from(group.as_str()),
+            entries.join(",")
+        );
+    }
+    let addr = ctx.shared.store_host().to_string();
+    let body = format!(
+        "{{\"brokerAddr\":{},\"consumeStatsList\":[{list}],\"totalDiff\":{total},\"totalInflightDiff\":{total}}}",
+        serde_json::Value::from(addr)
+    );
     Ok(RemotingCommand::response_to(cmd, rs::SUCCESS).with_body(body.into_bytes()))
 }

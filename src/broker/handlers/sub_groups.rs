@@ -3,13 +3,12 @@
 //! call), which groups consume a topic (300) and `cloneGroupOffset` (314). Group changes are
 //! persisted to `config/subscriptionGroup.json` before the answer.
 
+use std::collections::BTreeSet;
 use std::rc::Rc;
 
-use super::{required, Reject, Reply};
+use super::{names_on_every_shard, required, Reject, Reply};
 use crate::broker::groups::{validate_group_name, SubscriptionGroupConfig};
-use std::collections::BTreeSet;
-
-use crate::broker::queue_ops::{execute_on_every_shard, QueueOp, QueueReply};
+use crate::broker::queue_ops::{execute_on_every_shard, QueueOp};
 use crate::broker::{lock, ShardCtx};
 use crate::remoting::codes::response as rs;
 use crate::remoting::command::parse_bool;
@@ -74,24 +73,6 @@ pub async fn delete(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
     }
     tracing::info!(group = %name, existed, offsets_removed = clean, "subscription group deleted");
     Ok(RemotingCommand::response_to(cmd, rs::SUCCESS))
-}
-
-/// Names from every shard's logs, deduplicated and sorted.
-async fn names_on_every_shard(
-    ctx: &Rc<ShardCtx>,
-    op: impl Fn() -> QueueOp,
-) -> Result<BTreeSet<String>, Reject> {
-    let replies = execute_on_every_shard(ctx, op)
-        .await
-        .map_err(|e| Reject::new(rs::SYSTEM_ERROR, e))?;
-    let mut names = BTreeSet::new();
-    for r in replies {
-        match r {
-            QueueReply::Names(n) => names.extend(n),
-            other => return Err(Reject::unexpected(other)),
-        }
-    }
-    Ok(names)
 }
 
 /// QUERY_TOPIC_CONSUME_BY_WHO: the groups with a member online subscribed to the topic, and

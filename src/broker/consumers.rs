@@ -478,6 +478,54 @@ mod tests {
         assert!(parse_heartbeat(b"nope").is_err());
     }
 
+    fn any_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            "[a-zA-Z*|% ]{0,12}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            let keys = prop::sample::select(vec![
+                "clientID",
+                "consumerDataSet",
+                "producerDataSet",
+                "groupName",
+                "subscriptionDataSet",
+                "topic",
+                "subString",
+                "subVersion",
+                "expressionType",
+                "messageModel",
+                "consumeFromWhere",
+                "consumeType",
+            ]);
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                prop::collection::btree_map(keys, inner, 0..6).prop_map(|m| {
+                    Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+                }),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// Heartbeats of any shape (fields missing, of the wrong type, nested oddly) are parsed
+        /// or refused, never a panic; whatever parses has a client id.
+        #[test]
+        fn any_heartbeat_shape_parses_or_is_refused(v in any_json()) {
+            if let Ok(hb) = parse_heartbeat(v.to_string().as_bytes()) {
+                proptest::prop_assert_eq!(Some(hb.client_id.as_str()), v["clientID"].as_str());
+            }
+        }
+
+        #[test]
+        fn any_bytes_as_a_heartbeat_never_panic(b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let _ = parse_heartbeat(&b);
+        }
+    }
+
     #[test]
     fn star_matches_everything_and_tags_match_by_hash() {
         let all = Subscription::from_expression("T", "*", 0);

@@ -926,3 +926,69 @@ fn given_an_online_consumer_should_relay_running_info_and_direct_consume_request
     let r = admin.call(ask(rq::CONSUME_MESSAGE_DIRECTLY, 0).with_field("msgId", "XYZ"));
     assert_eq!(r.code, rs::SYSTEM_ERROR);
 }
+
+/// CONSUMER_SEND_MSG_BACK follows the group's config when the client sends no limit: with
+/// retryMaxTimes 0 the first failure goes to the group's DLQ, and a group without retry queues
+/// drops it.
+#[test]
+fn given_group_retry_settings_a_sent_back_message_should_follow_them() {
+    let dir = temp_store();
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let mut c = Client::connect(&broker.broker_addr);
+    create_topic(&mut c, "Back", 1);
+    let r = c.call(send_v2("Back", 0, b"failing", ""));
+    assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+    let id = r.field("msgId").expect("msgId");
+    let phys = i64::from_str_radix(&id[16..], 16).expect("hex offset");
+    for settings in [
+        serde_json::json!({"groupName": "NoRetry", "retryMaxTimes": 0}),
+        serde_json::json!({"groupName": "NoQueues", "retryQueueNums": 0}),
+    ] {
+        let r = c.call(
+            RemotingCommand::request(rq::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP, 0)
+                .with_body(settings.to_string().into_bytes()),
+        );
+        assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+    }
+    let back = |group: &str| {
+        RemotingCommand::request(rq::CONSUMER_SEND_MSG_BACK, 0)
+            .with_field("offset", phys)
+            .with_field("group", group)
+            .with_field("delayLevel", 0)
+            .with_field("originMsgId", "x")
+            .with_field("originTopic", "Back")
+    };
+    let max = |c: &mut Client, topic: &str, queue: i32| {
+        let r = c.call(
+            RemotingCommand::request(rq::GET_MAX_OFFSET, 0)
+                .with_field("topic", topic)
+                .with_field("queueId", queue),
+        );
+        r.field("offset").unwrap_or("0").to_string()
+    };
+    let topics = |c: &mut Client| {
+        let r = c.call(RemotingCommand::request(rq::GET_ALL_TOPIC_CONFIG, 0));
+        let v: serde_json::Value = serde_json::from_slice(&r.body).expect("topic configs");
+        v["topicConfigTable"]
+            .as_object()
+            .map(|t| t.keys().cloned().collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    let r = c.call(back("NoRetry"));
+    assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+    let dlq = max(&mut c, "%DLQ%NoRetry", 0);
+    assert_eq!(dlq, "1", "retryMaxTimes 0: straight to the DLQ");
+    let r = c.call(back("NoQueues"));
+    assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+    // A group with the defaults (16 tries) retries: the retry waits for its delay, and its
+    // retry topic exists.
+    let r = c.call(back("Defaults"));
+    assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+    let names = topics(&mut c);
+    assert!(names.iter().any(|t| t == "%RETRY%Defaults"), "{names:?}");
+    assert!(!names.iter().any(|t| t == "%DLQ%Defaults"), "{names:?}");
+    assert!(
+        !names.iter().any(|t| t.ends_with("%NoQueues")),
+        "no retry queues: dropped, nowhere to go: {names:?}"
+    );
+}

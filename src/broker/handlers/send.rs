@@ -336,21 +336,33 @@ fn count_records(body: &[u8]) -> usize {
     n
 }
 
+/// The first client version (V3_4_9) whose `maxReconsumeTimes` the broker honours.
+const V3_4_9: i32 = 121;
+
 /// CONSUMER_SEND_MSG_BACK: the failed message goes to `%RETRY%group` after a delay (the given
-/// level, or 3 + its reconsume count: 10 s, 30 s, 1 m, ...), or after too many tries, or with
-/// a negative level, straight to `%DLQ%group`.
+/// level, or 3 + its reconsume count: 10 s, 30 s, 1 m, ...), or after too many tries (the
+/// client's maxReconsumeTimes, else the group's retryMaxTimes), or with a negative level,
+/// straight to `%DLQ%group`. A group with no retry queues drops it, as RocketMQ does.
 pub async fn send_back(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
     let phys = required_int(cmd, "offset")? as u64;
     let group = super::required(cmd, "group")?.to_string();
     let delay_level = int_field("delayLevel", cmd.field("delayLevel"))?.unwrap_or(0);
-    let max_reconsume =
-        int_field("maxReconsumeTimes", cmd.field("maxReconsumeTimes"))?.unwrap_or(16);
-    let log_id = rocketcore_shards::store::log_of_offset(phys);
-    let record = match execute(ctx, log_id, QueueOp::ReadAt { phys }).await {
-        QueueReply::Record(b) => b,
-        QueueReply::Failed(e) => return Err(Reject::new(rs::SYSTEM_ERROR, e)),
-        other => return Err(Reject::unexpected(other)),
-    };
+    let group_cfg = lock(&ctx.shared.groups)
+        .find_or_create(&group, ctx.shared.runtime.auto_create_group())
+        .map_err(|e| Reject::new(rs::SYSTEM_ERROR, e.to_string()))?
+        .ok_or_else(|| {
+            Reject::new(
+                rs::SUBSCRIPTION_GROUP_NOT_EXIST,
+                format!("subscription group [{group}] does not exist"),
+            )
+        })?;
+    if group_cfg.retry_queue_nums <= 0 {
+        return Ok(RemotingCommand::response_to(cmd, rs::SUCCESS));
+    }
+    let from_client = int_field("maxReconsumeTimes", cmd.field("maxReconsumeTimes"))?
+        .filter(|_| cmd.version >= V3_4_9);
+    let max_reconsume = from_client.unwrap_or(i64::from(group_cfg.retry_max_times));
+    let record = super::query::record_at(ctx, phys).await?;
     let r = decode(&record)
         .ok_or_else(|| Reject::new(rs::SYSTEM_ERROR, format!("no message at offset {phys}")))?;
     let mut props = properties::parse(&r.properties);

@@ -2,7 +2,6 @@
 //! NOTIFY_CONSUMER_IDS_CHANGED when membership changes, and 120 s expiry.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use std::sync::Arc;
@@ -17,8 +16,6 @@ use crate::remoting::RemotingCommand;
 use rocketcore_shards::message::hash::java_string_hash;
 
 pub const CHANNEL_EXPIRY: Duration = Duration::from_secs(120);
-
-static NEXT_OPAQUE: AtomicI32 = AtomicI32::new(1);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Subscription {
@@ -373,11 +370,9 @@ impl ConsumerManager {
         };
         let mut by_recency: Vec<&Member> = members.values().collect();
         by_recency.sort_by_key(|m| std::cmp::Reverse(m.last_heartbeat));
-        by_recency.into_iter().any(|m| {
-            let mut c = cmd.clone().mark_oneway();
-            c.opaque = NEXT_OPAQUE.fetch_add(1, Ordering::Relaxed);
-            m.conn.outbound.try_send(c).is_ok()
-        })
+        by_recency
+            .into_iter()
+            .any(|m| m.conn.send_oneway(cmd.clone()))
     }
 
     /// GET_CONSUMER_CONNECTION_LIST's body: the group's online members, what they subscribe to
@@ -422,21 +417,15 @@ impl ConsumerManager {
         self.send_oneway_to_members(group, &cmd);
     }
 
-    /// Sends `cmd` as a oneway request, each with its own opaque, to every online member of
-    /// `group`; returns how many it was queued for.
+    /// Sends `cmd` as a oneway request to every online member of `group`; returns how many it
+    /// was queued for.
     pub fn send_oneway_to_members(&self, group: &str, cmd: &RemotingCommand) -> usize {
-        let Some(g) = self.groups.get(group) else {
-            return 0;
-        };
-        let mut sent = 0;
-        for m in g.members.values() {
-            let mut c = cmd.clone().mark_oneway();
-            c.opaque = NEXT_OPAQUE.fetch_add(1, Ordering::Relaxed);
-            if m.conn.outbound.try_send(c).is_ok() {
-                sent += 1;
-            }
-        }
-        sent
+        self.groups.get(group).map_or(0, |g| {
+            g.members
+                .values()
+                .filter(|m| m.conn.send_oneway(cmd.clone()))
+                .count()
+        })
     }
 }
 

@@ -68,30 +68,29 @@ pub enum QueueOp {
         begin_ms: i64,
         end_ms: i64,
     },
-    /// Forget a deleted topic's queues and offsets in every log of the receiving shard.
-    RemoveTopic {
-        topic: String,
-    },
-    /// Store figures of every log of the receiving shard (GET_BROKER_RUNTIME_INFO).
-    LogStats,
-    /// Forget a deleted subscription group's offsets in every log of the receiving shard.
-    RemoveGroupOffsets {
-        group: String,
-    },
-    /// The groups with offsets on `topic`, in every log of the receiving shard.
-    OffsetGroupsOfTopic {
-        topic: String,
-    },
-    /// The topics `group` has offsets on, in every log of the receiving shard.
-    OffsetTopicsOfGroup {
-        group: String,
-    },
     /// Every record of a queue, oldest first (the transaction op queue, read once at start).
     ReadQueue {
         topic: String,
         queue_id: i32,
     },
-    /// Copy `src`'s offsets on `topic` to `dest` in every log of the receiving shard.
+    /// An operation on every log of the receiving shard rather than on one queue's.
+    Shard(ShardOp),
+}
+
+/// Operations on all of one shard's logs; [`execute_on_every_shard`] sends one to each shard.
+#[derive(Debug)]
+pub enum ShardOp {
+    /// Forget a deleted topic's queues and offsets.
+    RemoveTopic { topic: String },
+    /// Store figures (GET_BROKER_RUNTIME_INFO).
+    LogStats,
+    /// Forget a deleted subscription group's offsets.
+    RemoveGroupOffsets { group: String },
+    /// The groups with offsets on `topic`.
+    OffsetGroupsOfTopic { topic: String },
+    /// The topics `group` has offsets on.
+    OffsetTopicsOfGroup { group: String },
+    /// Copy `src`'s offsets on `topic` to `dest`.
     CloneGroupOffsets {
         src: String,
         dest: String,
@@ -199,11 +198,11 @@ pub async fn execute(ctx: &Rc<ShardCtx>, log_id: u16, op: QueueOp) -> QueueReply
 /// the first failure.
 pub async fn execute_on_every_shard(
     ctx: &Rc<ShardCtx>,
-    op: impl Fn() -> QueueOp,
+    op: impl Fn() -> ShardOp,
 ) -> Result<Vec<QueueReply>, String> {
     let mut replies = Vec::with_capacity(ctx.shared.shards);
     for shard in 0..ctx.shared.shards {
-        match execute(ctx, shard as u16, op()).await {
+        match execute(ctx, shard as u16, QueueOp::Shard(op())).await {
             QueueReply::Failed(e) => return Err(e),
             r => replies.push(r),
         }
@@ -232,51 +231,52 @@ pub fn store_error_code(e: &StoreError) -> i32 {
     }
 }
 
-async fn execute_local(ctx: &Rc<ShardCtx>, log_id: u16, op: QueueOp) -> QueueReply {
-    // Operations on every log of this shard rather than on one queue's.
-    let shard_logs = || -> Vec<Rc<Log>> { ctx.logs.borrow().values().cloned().collect() };
-    match &op {
-        QueueOp::RemoveTopic { topic } => {
-            for log in shard_logs() {
-                log.remove_topic(topic).await;
+async fn execute_shard_op(ctx: &Rc<ShardCtx>, op: ShardOp) -> QueueReply {
+    let logs: Vec<Rc<Log>> = ctx.logs.borrow().values().cloned().collect();
+    match op {
+        ShardOp::RemoveTopic { topic } => {
+            for log in logs {
+                log.remove_topic(&topic).await;
             }
-            return QueueReply::Done;
+            QueueReply::Done
         }
-        QueueOp::RemoveGroupOffsets { group } => {
-            for log in shard_logs() {
-                log.remove_group_offsets(group);
+        ShardOp::RemoveGroupOffsets { group } => {
+            for log in logs {
+                log.remove_group_offsets(&group);
             }
-            return QueueReply::Done;
+            QueueReply::Done
         }
-        QueueOp::LogStats => {
+        ShardOp::LogStats => {
             let mut stats = LogStats::default();
-            for log in shard_logs() {
+            for log in logs {
                 stats = stats.merge(log_stats(&log).await);
             }
-            return QueueReply::LogStats(stats);
+            QueueReply::LogStats(stats)
         }
-        QueueOp::OffsetGroupsOfTopic { topic } => {
-            let names = shard_logs()
-                .iter()
-                .flat_map(|log| log.offset_groups_of_topic(topic))
-                .collect();
-            return QueueReply::Names(names);
-        }
-        QueueOp::OffsetTopicsOfGroup { group } => {
-            let names = shard_logs()
-                .iter()
-                .flat_map(|log| log.offset_topics_of_group(group))
-                .collect();
-            return QueueReply::Names(names);
-        }
-        QueueOp::CloneGroupOffsets { src, dest, topic } => {
-            for log in shard_logs() {
-                log.clone_group_offsets(src, dest, topic);
+        ShardOp::OffsetGroupsOfTopic { topic } => QueueReply::Names(
+            logs.iter()
+                .flat_map(|log| log.offset_groups_of_topic(&topic))
+                .collect(),
+        ),
+        ShardOp::OffsetTopicsOfGroup { group } => QueueReply::Names(
+            logs.iter()
+                .flat_map(|log| log.offset_topics_of_group(&group))
+                .collect(),
+        ),
+        ShardOp::CloneGroupOffsets { src, dest, topic } => {
+            for log in logs {
+                log.clone_group_offsets(&src, &dest, &topic);
             }
-            return QueueReply::Done;
+            QueueReply::Done
         }
-        _ => {}
     }
+}
+
+async fn execute_local(ctx: &Rc<ShardCtx>, log_id: u16, op: QueueOp) -> QueueReply {
+    let op = match op {
+        QueueOp::Shard(op) => return execute_shard_op(ctx, op).await,
+        op => op,
+    };
     let Some(log) = ctx.log(log_id) else {
         return QueueReply::Failed(format!(
             "log {log_id} is not open on shard {}",
@@ -343,12 +343,7 @@ async fn execute_local(ctx: &Rc<ShardCtx>, log_id: u16, op: QueueOp) -> QueueRep
             queue_id,
             timestamp,
         } => QueueReply::Value(log.search_offset_by_time(&topic, queue_id, timestamp).await as i64),
-        QueueOp::RemoveTopic { .. }
-        | QueueOp::RemoveGroupOffsets { .. }
-        | QueueOp::LogStats
-        | QueueOp::OffsetGroupsOfTopic { .. }
-        | QueueOp::OffsetTopicsOfGroup { .. }
-        | QueueOp::CloneGroupOffsets { .. } => QueueReply::Done,
+        QueueOp::Shard(op) => execute_shard_op(ctx, op).await,
         QueueOp::ReadAt { phys } => match read_at(&log, phys).await {
             Ok(b) => QueueReply::Record(b),
             Err(e) => QueueReply::Failed(e.to_string()),

@@ -44,6 +44,14 @@ fn lock_pending(
 }
 
 impl Conn {
+    /// Queues `cmd` as a oneway request to the client (NOTIFY_CONSUMER_IDS_CHANGED, a
+    /// transaction check), with an opaque from the same sequence as [`Conn::call`]'s; false if
+    /// the connection is closed or its outbound queue is full (the client is gone or stuck).
+    pub fn send_oneway(&self, mut cmd: RemotingCommand) -> bool {
+        cmd.opaque = NEXT_OPAQUE.fetch_add(1, Ordering::Relaxed);
+        self.outbound.try_send(cmd.mark_oneway()).is_ok()
+    }
+
     /// Sends a request to the client on this connection and waits for its answer (the broker
     /// asking a consumer for its running info, say). From any shard.
     pub async fn call(

@@ -3,7 +3,7 @@
 use std::rc::Rc;
 
 use super::{required, required_int, Reject, Reply};
-use crate::broker::queue_ops::{execute_on_every_shard, QueueOp};
+use crate::broker::queue_ops::{execute_on_every_shard, ShardOp};
 use crate::broker::topics::{validate_topic_name, TopicConfig, SYSTEM_TOPICS};
 use crate::broker::{lock, ShardCtx};
 use crate::remoting::codes::response as rs;
@@ -75,7 +75,7 @@ pub async fn delete_topic(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
                 .map_err(|e| Reject::new(rs::SYSTEM_ERROR, e.to_string()))?;
         }
     }
-    let op = || QueueOp::RemoveTopic {
+    let op = || ShardOp::RemoveTopic {
         topic: topic.to_string(),
     };
     execute_on_every_shard(ctx, op)

@@ -18,7 +18,7 @@ pub use send::push_offset_msg_id;
 use std::collections::BTreeSet;
 use std::rc::Rc;
 
-use super::queue_ops::{execute_on_every_shard, QueueOp, QueueReply};
+use super::queue_ops::{execute_on_every_shard, QueueReply, ShardOp};
 use super::ShardCtx;
 use crate::net::{Conn, Handler};
 use crate::remoting::codes::{request as rq, response as rs};
@@ -152,7 +152,7 @@ fn required_int(cmd: &RemotingCommand, name: &'static str) -> Result<i64, Reject
 /// Names from every shard's logs, deduplicated and sorted.
 pub(super) async fn names_on_every_shard(
     ctx: &Rc<ShardCtx>,
-    op: impl Fn() -> QueueOp,
+    op: impl Fn() -> ShardOp,
 ) -> Result<BTreeSet<String>, Reject> {
     let replies = execute_on_every_shard(ctx, op)
         .await

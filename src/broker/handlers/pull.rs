@@ -80,14 +80,17 @@ pub async fn handle(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
     }
     // Filter with the header's expression when the client sends one, else with the heartbeat's.
     // With neither (a pull racing the first heartbeat) deliver everything: clients re-check tags.
-    let from_header = sys_flag & FLAG_SUBSCRIPTION != 0 && cmd.field("subscription").is_some();
-    let subscription = match (from_header, cmd.field("subscription")) {
-        (true, Some(expr)) => {
+    let header_expr = cmd
+        .field("subscription")
+        .filter(|_| sys_flag & FLAG_SUBSCRIPTION != 0);
+    let from_header = header_expr.is_some();
+    let subscription = match header_expr {
+        Some(expr) => {
             let version = int_field("subVersion", cmd.field("subVersion"))?.unwrap_or(0);
             let kind = cmd.field("expressionType");
             Some(Subscription::of_type(topic, expr, version, kind))
         }
-        _ => lock(&ctx.shared.consumers).subscription(group, topic),
+        None => lock(&ctx.shared.consumers).subscription(group, topic),
     };
     let sql = cmd
         .field("expressionType")

@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use super::{Reject, Reply};
 use crate::broker::counters::tps_text;
-use crate::broker::queue_ops::{execute_on_every_shard, LogStats, QueueOp, QueueReply};
+use crate::broker::queue_ops::{execute_on_every_shard, LogStats, QueueReply, ShardOp};
 use crate::broker::{lock, ShardCtx};
 use crate::remoting::codes::{response as rs, BROKER_VERSION};
 use crate::remoting::RemotingCommand;
@@ -18,7 +18,7 @@ pub const BROKER_VERSION_DESC: &str = "V4_9_8";
 
 /// Store figures over every log of every shard.
 async fn store_stats(ctx: &Rc<ShardCtx>) -> Result<LogStats, Reject> {
-    let replies = execute_on_every_shard(ctx, || QueueOp::LogStats)
+    let replies = execute_on_every_shard(ctx, || ShardOp::LogStats)
         .await
         .map_err(|e| Reject::new(rs::SYSTEM_ERROR, e))?;
     let mut all = LogStats::default();
@@ -54,24 +54,22 @@ pub async fn runtime_info(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
     t.insert("runtime", runtime_text(up_ms.max(0) as u64 / 1000));
     t.insert("putTps", tps_text(&flow.put_tps));
     t.insert("getTransferedTps", tps_text(&flow.get_tps));
-    t.insert("msgPutTotalTodayNow", flow.now.put.to_string());
-    t.insert("msgGetTotalTodayNow", flow.now.get.to_string());
-    t.insert(
-        "msgPutTotalTodayMorning",
-        flow.today_morning.put.to_string(),
-    );
-    t.insert(
-        "msgGetTotalTodayMorning",
-        flow.today_morning.get.to_string(),
-    );
-    t.insert(
-        "msgPutTotalYesterdayMorning",
-        flow.yesterday_morning.put.to_string(),
-    );
-    t.insert(
-        "msgGetTotalYesterdayMorning",
-        flow.yesterday_morning.get.to_string(),
-    );
+    for (put_key, get_key, totals) in [
+        ("msgPutTotalTodayNow", "msgGetTotalTodayNow", flow.now),
+        (
+            "msgPutTotalTodayMorning",
+            "msgGetTotalTodayMorning",
+            flow.today_morning,
+        ),
+        (
+            "msgPutTotalYesterdayMorning",
+            "msgGetTotalYesterdayMorning",
+            flow.yesterday_morning,
+        ),
+    ] {
+        t.insert(put_key, totals.put.to_string());
+        t.insert(get_key, totals.get.to_string());
+    }
     // Requests are served on the connection's shard as they arrive: there is no send or pull
     // thread-pool queue to wait in, and no page-cache lock.
     for k in [

@@ -384,15 +384,10 @@ pub async fn send_back(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
     let mut msg = MessageInput {
         topic: target.into(),
         queue_id: 0,
-        flag: r.flag,
-        body: r.body.clone(),
         properties: properties::encode(&props).into(),
-        sys_flag: r.sys_flag,
-        born_timestamp: r.born_timestamp,
-        born_host: r.born_host,
-        store_host: ctx.shared.store_host(),
         reconsume_times: reconsume,
         prepared_transaction_offset: 0,
+        ..MessageInput::again(&r, ctx.shared.store_host())
     };
     if to_dlq {
         properties::remove(&mut props, DELAY);

@@ -10,7 +10,7 @@ use std::fmt::Write;
 use std::rc::Rc;
 
 use super::{names_on_every_shard, required, Reject, Reply};
-use crate::broker::queue_ops::{execute, QueueOp, QueueReply};
+use crate::broker::queue_ops::{execute, QueueOp, QueueReply, ShardOp};
 use crate::broker::{lock, ShardCtx};
 use crate::remoting::codes::response as rs;
 use crate::remoting::command::parse_bool;
@@ -188,7 +188,7 @@ pub async fn broker_consume_stats(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> 
     let mut list = String::new();
     let mut total = 0;
     for group in groups {
-        let op = || QueueOp::OffsetTopicsOfGroup {
+        let op = || ShardOp::OffsetTopicsOfGroup {
             group: group.clone(),
         };
         let mut entries = Vec::new();

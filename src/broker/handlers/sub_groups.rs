@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use super::{names_on_every_shard, required, Reject, Reply};
 use crate::broker::groups::{validate_group_name, SubscriptionGroupConfig};
-use crate::broker::queue_ops::{execute_on_every_shard, QueueOp};
+use crate::broker::queue_ops::{execute_on_every_shard, ShardOp};
 use crate::broker::{lock, ShardCtx};
 use crate::remoting::codes::response as rs;
 use crate::remoting::command::parse_bool;
@@ -64,7 +64,7 @@ pub async fn delete(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
         .remove(&name)
         .map_err(|e| Reject::new(rs::SYSTEM_ERROR, e.to_string()))?;
     if clean {
-        let op = || QueueOp::RemoveGroupOffsets {
+        let op = || ShardOp::RemoveGroupOffsets {
             group: name.clone(),
         };
         execute_on_every_shard(ctx, op)
@@ -79,7 +79,7 @@ pub async fn delete(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
 /// the groups that committed offsets on it; `{"groupList":[…]}`.
 pub async fn consumed_by(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
     let topic = required(cmd, "topic")?.to_string();
-    let mut groups = names_on_every_shard(ctx, || QueueOp::OffsetGroupsOfTopic {
+    let mut groups = names_on_every_shard(ctx, || ShardOp::OffsetGroupsOfTopic {
         topic: topic.clone(),
     })
     .await?;
@@ -99,7 +99,7 @@ pub async fn clone_offsets(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
     let topics: BTreeSet<String> = match cmd.field("topic").filter(|t| !t.is_empty()) {
         Some(t) => BTreeSet::from([t.to_string()]),
         None => {
-            names_on_every_shard(ctx, || QueueOp::OffsetTopicsOfGroup { group: src.clone() })
+            names_on_every_shard(ctx, || ShardOp::OffsetTopicsOfGroup { group: src.clone() })
                 .await?
         }
     };
@@ -117,7 +117,7 @@ pub async fn clone_offsets(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
                 continue;
             }
         }
-        let op = || QueueOp::CloneGroupOffsets {
+        let op = || ShardOp::CloneGroupOffsets {
             src: src.clone(),
             dest: dest.clone(),
             topic: topic.clone(),

@@ -5,7 +5,7 @@
 use std::rc::Rc;
 
 use super::{required, required_int, Reject, Reply};
-use crate::broker::queue_ops::{execute, put_one, QueueOp, QueueReply};
+use crate::broker::queue_ops::put_one;
 use crate::broker::transactions::{
     committed, resolve, HALF_TOPIC, PGROUP, TYPE_COMMIT, TYPE_ROLLBACK,
 };
@@ -15,7 +15,6 @@ use crate::remoting::command::parse_bool;
 use crate::remoting::RemotingCommand;
 use rocketcore_shards::message::properties;
 use rocketcore_shards::message::record::decode;
-use rocketcore_shards::store::log_of_offset;
 
 pub async fn end(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
     let group = required(cmd, "producerGroup")?;
@@ -46,17 +45,9 @@ pub async fn end(ctx: &Rc<ShardCtx>, cmd: &RemotingCommand) -> Reply {
     if phys < 0 || queue_offset < 0 {
         return Err(not_found());
     }
-    let stored = match execute(
-        ctx,
-        log_of_offset(phys as u64),
-        QueueOp::ReadAt { phys: phys as u64 },
-    )
-    .await
-    {
-        QueueReply::Record(b) => b,
-        QueueReply::Failed(_) => return Err(not_found()),
-        other => return Err(Reject::unexpected(other)),
-    };
+    let stored = super::query::record_at(ctx, phys as u64)
+        .await
+        .map_err(|_| not_found())?;
     let half = decode(&stored)
         .filter(|r| r.topic == HALF_TOPIC)
         .ok_or_else(not_found)?;
